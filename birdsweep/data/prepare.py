@@ -1,0 +1,188 @@
+"""Turn ``cfg.data`` into ready-to-train inputs: metadata, decoded cache, folds, soundscapes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdsweep.data.audio import list_audio_files
+from birdsweep.data.cache import AudioCache, build_audio_cache
+from birdsweep.data.folds import assign_folds
+from birdsweep.data.metadata import DataError, Metadata, load_metadata
+
+log = logging.getLogger(__name__)
+
+ROW_ID = re.compile(r"^(?P<stem>.+)_(?P<end>\d+)$")
+
+
+@dataclass
+class SoundscapeSet:
+    """Labelled soundscape windows (e.g. the demo's test soundscapes)."""
+
+    cache: AudioCache
+    row_ids: list[str]
+    items: list[tuple[str, int]]  # (path, start sample) per window
+    targets: np.ndarray  # [N, C] in label order
+
+
+@dataclass
+class PreparedData:
+    """Everything the K-fold loop needs from the data folder."""
+
+    meta: Metadata
+    cache: AudioCache
+    clips: pd.DataFrame  # usable training clips (decoded), with a ``fold`` column
+    sample_rate: int
+    bad_files: pd.DataFrame = field(default_factory=pd.DataFrame)
+    soundscapes: SoundscapeSet | None = None
+    noise_paths: list[str] = field(default_factory=list)
+    noise_cache_dir: Path | None = None
+    noise_max_seconds: float | None = None
+
+    def noise_clips(self, workers: int = 2, progress: bool = True) -> list[np.ndarray]:
+        """Decode (once, cached) the unlabelled soundscapes used as background noise."""
+        if not self.noise_paths or self.noise_cache_dir is None:
+            return []
+        cache = build_audio_cache(
+            self.noise_paths,
+            self.noise_cache_dir,
+            self.sample_rate,
+            self.noise_max_seconds,
+            workers,
+            progress,
+        )
+        return [cache[p] for p in self.noise_paths if p in cache]
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def ensure_dataset(data_cfg: Any, progress: bool = True) -> Path:
+    """Return ``data.root``, generating the demo set there first when ``data.demo`` is set."""
+    root = Path(str(data_cfg.root)).expanduser().absolute()
+    demo = data_cfg.get("demo")
+    if demo:
+        from birdsweep.data.demo import generate_demo_dataset
+
+        generate_demo_dataset(root, **dict(demo), progress=progress)
+    return root
+
+
+def load_soundscape_labels(
+    labels_csv: Path, audio_dir: Path, labels: list[str]
+) -> tuple[list[str], list[Path], list[int], np.ndarray]:
+    """Read a ``row_id`` + label-columns ground truth and find each row's soundscape file.
+
+    Returns:
+        row ids, soundscape path per row, window end second per row, ``[N, C]`` targets in
+        ``labels`` order (label columns absent from the file count as 0).
+    """
+    df = pd.read_csv(labels_csv)
+    if "row_id" not in df.columns:
+        raise DataError(f"{labels_csv}: no row_id column")
+    unknown = [c for c in df.columns if c != "row_id" and c not in labels]
+    if unknown:
+        log.warning("%s: %d label column(s) not in taxonomy.csv ignored", labels_csv, len(unknown))
+    files = {p.stem: p for p in list_audio_files(audio_dir)} if audio_dir.is_dir() else {}
+    paths, ends = [], []
+    for rid in df["row_id"].astype(str):
+        m = ROW_ID.match(rid)
+        if not m:
+            raise DataError(f"{labels_csv}: row_id {rid!r} is not '<soundscape>_<end second>'")
+        if m["stem"] not in files:
+            raise DataError(f"{labels_csv}: no audio file for soundscape {m['stem']!r} in {audio_dir}")
+        paths.append(files[m["stem"]])
+        ends.append(int(m["end"]))
+    y = np.zeros((len(df), len(labels)), dtype=np.float32)
+    for j, lab in enumerate(labels):
+        if lab in df.columns:
+            y[:, j] = df[lab].to_numpy(dtype=np.float32)
+    return df["row_id"].astype(str).tolist(), paths, ends, y
+
+
+def prepare_data(data_cfg: Any, cache_dir: str | Path, seed: int = 0, progress: bool = True) -> PreparedData:
+    """Load metadata, decode audio into the cache, split folds and find labelled soundscapes.
+
+    Args:
+        data_cfg: the ``data`` config group.
+        cache_dir: ``paths.cache_dir``.
+        seed: selects the noise soundscapes subset.
+        progress: progress bars.
+
+    Returns:
+        A :class:`PreparedData`.
+    """
+    root = ensure_dataset(data_cfg, progress)
+    sr = int(data_cfg.sample_rate)
+    meta = load_metadata(root, strict_labels=bool(data_cfg.get("strict_labels", True)))
+    cache_root = Path(cache_dir).expanduser().absolute() / "audio"
+    max_s = data_cfg.get("max_clip_seconds")
+    workers = int(data_cfg.get("decode_workers", 2))
+    cache = build_audio_cache(
+        meta.train["path"].tolist(),
+        cache_root / f"train_{_key(root, sr, max_s)}",
+        sr,
+        max_s,
+        workers,
+        progress,
+    )
+    ok = meta.train["path"].map(lambda p: p in cache)
+    bad = cache.failed[cache.failed["path"].isin(meta.train["path"])]
+    if len(bad):
+        log.warning(
+            "%d of %d training clip(s) could not be decoded and are skipped, e.g. %s",
+            len(bad),
+            len(meta.train),
+            bad["error"].iloc[0],
+        )
+    clips = meta.train[ok].reset_index(drop=True)
+    if clips.empty:
+        raise DataError(f"{root}: none of the {len(meta.train)} training clips could be decoded")
+    n_folds = int(data_cfg.n_folds)
+    clips["fold"] = assign_folds(clips["label_idx"].to_numpy(), n_folds, int(data_cfg.fold_seed))
+
+    soundscapes = None
+    labels_csv = Path(str(data_cfg.get("soundscape_labels") or ""))
+    if data_cfg.get("soundscape_labels") and labels_csv.is_file():
+        audio_dir = Path(str(data_cfg.soundscape_dir))
+        row_ids, paths, ends, y = load_soundscape_labels(labels_csv, audio_dir, meta.labels)
+        uniq = sorted({str(p) for p in paths})
+        sc_cache = build_audio_cache(
+            uniq, cache_root / f"soundscapes_{_key(audio_dir, sr)}", sr, None, workers, progress
+        )
+        win = int(round(float(data_cfg.window_seconds) * sr))
+        items = [(str(p), max(0, e * sr - win)) for p, e in zip(paths, ends, strict=True)]
+        keep = [i for i, (p, _) in enumerate(items) if p in sc_cache]
+        soundscapes = SoundscapeSet(
+            sc_cache, [row_ids[i] for i in keep], [items[i] for i in keep], y[keep]
+        )
+        log.info("%d labelled soundscape windows from %s", len(keep), labels_csv)
+
+    noise_paths: list[str] = []
+    noise_dir = data_cfg.get("noise_soundscapes_dir")
+    if noise_dir and Path(str(noise_dir)).is_dir():
+        files = [str(p) for p in list_audio_files(str(noise_dir))]
+        n_max = data_cfg.get("noise_soundscapes_max")
+        if n_max is not None and len(files) > int(n_max):
+            pick = np.random.default_rng(seed).choice(len(files), int(n_max), replace=False)
+            files = [files[i] for i in sorted(pick)]
+        noise_paths = files
+    return PreparedData(
+        meta=meta,
+        cache=cache,
+        clips=clips,
+        sample_rate=sr,
+        bad_files=bad.reset_index(drop=True),
+        soundscapes=soundscapes,
+        noise_paths=noise_paths,
+        noise_cache_dir=cache_root / f"noise_{_key(noise_dir, sr, len(noise_paths), seed)}",
+        noise_max_seconds=data_cfg.get("noise_max_seconds"),
+    )

@@ -1,0 +1,177 @@
+"""MLflow tracking: one parent run per job, one nested child run per fold."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to ``{"a.b.c": value}`` (lists become strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def sqlite_uri(path: str | Path) -> str:
+    """``sqlite:///`` URI of a database file (its folder is created)."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class MLflowTracker:
+    """Thin wrapper over the MLflow client API used by the training task.
+
+    Args:
+        tracking_uri: any MLflow URI (``sqlite:///…/mlflow.db``, ``http://host:5000``, ...).
+        experiment_name: MLflow experiment.
+        run_name: parent run name.
+        enabled: False turns every call into a no-op (tests, dry runs).
+        tags: extra tags on the parent run.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str = "birdsweep",
+        run_name: str | None = None,
+        enabled: bool = True,
+        tags: Mapping[str, Any] | None = None,
+    ):
+        self.enabled = enabled
+        self.run_name = run_name
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.parent_id: str | None = None
+        self._active: list[str] = []
+        if not enabled:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment_name)
+        self.experiment_id = (
+            exp.experiment_id if exp else self.client.create_experiment(experiment_name)
+        )
+
+    @property
+    def run_id(self) -> str | None:
+        """The innermost active run (child when inside :meth:`child`)."""
+        return self._active[-1] if self._active else None
+
+    def start(self, params: Mapping[str, Any] | None = None, config_yaml: str | None = None) -> None:
+        """Open the parent run, log flattened params and the resolved config."""
+        if not self.enabled:
+            return
+        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
+        self.parent_id = run.info.run_id
+        self._active.append(self.parent_id)
+        if params:
+            self.log_params(params)
+        if config_yaml is not None:
+            self.log_text(config_yaml, "config.yaml")
+        log.info("MLflow run %s (experiment %s) at %s", self.parent_id, self.experiment_id, self.tracking_uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (values truncated to MLflow's 6000-character limit)."""
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log numeric metrics on the active run (non-finite values are skipped)."""
+        if not self.enabled:
+            return
+        import math
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), ts, step or 0)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags on the active run."""
+        if not self.enabled:
+            return
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, str(k), str(v))
+
+    def log_text(self, text: str, name: str) -> None:
+        """Store ``text`` as an artifact file ``name`` of the active run."""
+        if not self.enabled:
+            return
+        self.client.log_text(self.run_id, text, name)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy a file or folder into the active run's artifacts."""
+        if not self.enabled:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dataframe(self, df, name: str) -> None:
+        """Store a DataFrame as a CSV artifact."""
+        if not self.enabled:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            p = os.path.join(tmp, name)
+            df.to_csv(p, index=False)
+            self.client.log_artifact(self.run_id, p)
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[None]:
+        """A nested run under the parent; ends FAILED if the block raises."""
+        if not self.enabled:
+            yield
+            return
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        t = {MLFLOW_PARENT_RUN_ID: self.parent_id, **self.tags}
+        t.update({str(k): str(v) for k, v in (tags or {}).items()})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=t)
+        self._active.append(run.info.run_id)
+        status = "FAILED"
+        try:
+            yield
+            status = "FINISHED"
+        finally:
+            self._active.pop()
+            self.client.set_terminated(run.info.run_id, status=status)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        if not self.enabled or self.parent_id is None:
+            return
+        self.client.set_terminated(self.parent_id, status=status)
+        self._active.clear()

@@ -1,0 +1,332 @@
+"""K-fold training from a composed Hydra config: the body of ``python run.py``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from birdsweep.data.dataset import TrainCrops, Windows, clip_windows
+from birdsweep.data.prepare import PreparedData, prepare_data
+from birdsweep.evaluate.metric import macro_auc, per_class_auc
+from birdsweep.train.checkpoint import atomic_write_json, load_checkpoint
+from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
+
+log = logging.getLogger(__name__)
+
+# config keys that do not change what a fold learns (excluded from the checkpoint key)
+NON_LEARNING_KEYS = ("logger", "paths", "tags", "task_name", "hydra", "hparams_search")
+NON_LEARNING_SUBKEYS = {
+    "trainer": ("progress", "resume", "num_workers", "eval_batch_size"),
+    "data": ("folds", "decode_workers"),
+}
+
+FoldCallback = Callable[[int, float, "FoldResult"], None]
+
+
+@dataclass
+class FoldResult:
+    """Scores of one trained fold."""
+
+    fold: int
+    val_macro_auc: float
+    best_epoch: int
+    seconds: float
+    checkpoint: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    soundscape_macro_auc: float = float("nan")
+    reused: bool = False
+
+
+@dataclass
+class KFoldSummary:
+    """What a K-fold job produced (returned to ``run.py``)."""
+
+    folds: list[FoldResult]
+    cv_macro_auc: float
+    cv_macro_auc_std: float
+    oof_macro_auc: float
+    soundscape_macro_auc: float
+    per_class: pd.DataFrame
+    checkpoint_dir: str
+    run_id: str | None
+    n_bad_files: int
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the resolved config parts that change what a fold learns."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in NON_LEARNING_KEYS:
+        c.pop(k, None)
+    for group, keys in NON_LEARNING_SUBKEYS.items():
+        for k in keys:
+            (c.get(group) or {}).pop(k, None)
+    return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip_tf: Any):
+    sr = data.sample_rate
+    win = int(round(float(cfg.data.window_seconds) * sr))
+    crop = int(round(float(cfg.data.crop_seconds) * sr))
+    tr = data.clips[data.clips["fold"] != k]
+    va = data.clips[data.clips["fold"] == k]
+    train_ds = TrainCrops(
+        data.cache,
+        tr["path"].tolist(),
+        tr["label_idx"].tolist(),
+        tr["secondary_idx"].tolist(),
+        tr["rating"].tolist(),
+        data.meta.num_classes,
+        crop,
+        secondary_target=float(getattr(loss_fn, "secondary_target", 0.0)),
+        rating_weighted=bool(getattr(loss_fn, "rating_weighted", False)),
+        clip_transform=clip_tf,
+        seed=int(cfg.seed) + k,
+    )
+    vpaths = va["path"].tolist()
+    wins = clip_windows(data.cache, vpaths, win, int(cfg.data.val_windows_per_clip))
+    vt = np.zeros((len(wins), data.meta.num_classes), dtype=np.float32)
+    for i, (j, _) in enumerate(wins):
+        vt[i, va["label_idx"].iloc[j]] = 1.0
+    val_ds = Windows(data.cache, [(vpaths[j], s) for j, s in wins], vt, win)
+    return tr, train_ds, val_ds, vt
+
+
+def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFoldSummary:
+    """Train every fold of ``cfg``, track it in MLflow and return the CV summary.
+
+    Finished folds of an identical config (same :func:`config_hash`) are reused and an
+    interrupted fold resumes from its last epoch when ``trainer.resume`` is true.
+
+    Args:
+        cfg: the composed ``conf/train.yaml``.
+        on_fold_end: called after each fold with ``(fold, running mean AUC, result)``; it may
+            raise to stop the job early (sweep pruning). The MLflow parent then ends KILLED.
+
+    Returns:
+        The :class:`KFoldSummary`.
+    """
+    seed_everything(int(cfg.seed))
+    settings = TrainerSettings.from_config(cfg.trainer)
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), settings.progress)
+    labels = data.meta.labels
+    chash = config_hash(cfg)
+    ckpt_root = Path(str(cfg.paths.checkpoint_dir)).absolute() / chash
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    folds = list(cfg.data.folds) if cfg.data.get("folds") is not None else list(range(int(cfg.data.n_folds)))
+
+    tracker = instantiate(cfg.logger, tags={"config_hash": chash, **dict(cfg.get("tags") or {})})
+    tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
+    noise: list[np.ndarray] | None = None
+    oof_probs: list[np.ndarray] = []
+    oof_targets: list[np.ndarray] = []
+    sc_probs: list[np.ndarray] = []
+    results: list[FoldResult] = []
+    status = "FAILED"
+    try:
+        tracker.log_metrics(
+            {"n_train_clips": len(data.clips), "n_bad_audio_files": len(data.bad_files)}
+        )
+        if len(data.bad_files):
+            tracker.log_dataframe(data.bad_files, "bad_audio_files.csv")
+        for k in folds:
+            fold_dir = ckpt_root / f"fold{k}"
+            done = fold_dir / "result.json"
+            seed_everything(int(cfg.seed) + k)
+            loss_fn = instantiate(cfg.loss)
+            aug = instantiate(cfg.aug)
+            if getattr(aug, "needs_noise", True):
+                if noise is None:
+                    noise = data.noise_clips(int(cfg.data.decode_workers), settings.progress)
+                aug.bind_noise(noise, data.sample_rate)
+            tr, train_ds, val_ds, vt = _fold_inputs(
+                cfg, data, k, loss_fn, getattr(aug, "clip_transform", None)
+            )
+            with tracker.child(f"fold{k}", tags={"fold": k}):
+                tracker.log_params({"fold": k, "n_train": len(tr), "n_val_windows": len(val_ds)})
+                if settings.resume and done.is_file():
+                    res = FoldResult(**json.loads(done.read_text()))
+                    res.reused = True
+                    probs = np.load(fold_dir / "val_probs.npy")
+                    for e, h in enumerate(res.history):
+                        tracker.log_metrics(h, step=e)
+                    log.info("fold %d: reusing finished fold from %s", k, fold_dir)
+                else:
+                    if not settings.resume:
+                        for f in ("last.pt", "best.pt"):
+                            (fold_dir / f).unlink(missing_ok=True)
+                    res, probs = _train_fold(
+                        cfg, data, k, loss_fn, aug, settings, fold_dir, labels, config_yaml,
+                        tr, train_ds, val_ds, vt, tracker,
+                    )
+                if data.soundscapes is not None:
+                    sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
+                    res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sp)
+                    sc_probs.append(sp)
+                if not res.reused:
+                    np.save(fold_dir / "val_probs.npy", probs)
+                    atomic_write_json(done, {**res.__dict__, "reused": False})
+                tracker.log_metrics(
+                    {
+                        "best_val_macro_auc": res.val_macro_auc,
+                        "best_epoch": res.best_epoch,
+                        "soundscape_macro_auc": res.soundscape_macro_auc,
+                        "fold_seconds": res.seconds,
+                    }
+                )
+            oof_probs.append(probs)
+            oof_targets.append(vt)
+            results.append(res)
+            running = float(np.mean([r.val_macro_auc for r in results]))
+            tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
+            if on_fold_end is not None:
+                on_fold_end(k, running, res)
+        summary = _summarise(
+            data, results, np.concatenate(oof_probs), np.concatenate(oof_targets), sc_probs,
+            ckpt_root, tracker,
+        )
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end(status)
+
+
+def _train_fold(
+    cfg, data, k, loss_fn, aug, settings, fold_dir, labels, config_yaml, tr, train_ds, val_ds, vt,
+    tracker,
+) -> tuple[FoldResult, np.ndarray]:
+    model = instantiate(cfg.model, num_classes=len(labels))
+    sampler = instantiate(
+        cfg.sampler,
+        primary=tr["label_idx"].tolist(),
+        secondary=tr["secondary_idx"].tolist(),
+        num_classes=len(labels),
+        num_samples=len(train_ds),
+    )
+    trainer = FoldTrainer(
+        model,
+        loss_fn,
+        aug,
+        instantiate(cfg.optimizer),
+        instantiate(cfg.scheduler),
+        settings,
+        fold_dir,
+        extra_state={"labels": list(labels), "config": config_yaml, "fold": k},
+    )
+    fit = trainer.fit(
+        train_ds,
+        val_ds,
+        vt,
+        sampler=sampler,
+        on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
+        desc=f"fold {k}",
+    )
+    res = FoldResult(
+        fold=k,
+        val_macro_auc=float(fit.best_auc),
+        best_epoch=fit.best_epoch,
+        seconds=fit.seconds,
+        checkpoint=str(fold_dir / "best.pt"),
+        history=fit.history,
+    )
+    return res, fit.val_probs
+
+
+def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -> torch.nn.Module:
+    """Rebuild the model of ``cfg.model`` and load a fold checkpoint into it (eval mode)."""
+    model = instantiate(cfg.model, num_classes=num_classes)
+    model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
+    return model.eval()
+
+
+def _soundscape_probs(cfg, data: PreparedData, fold_dir: Path, settings, labels) -> np.ndarray:
+    sc = data.soundscapes
+    model = load_fold_model(cfg, fold_dir / "best.pt", len(labels))
+    win = int(round(float(cfg.data.window_seconds) * data.sample_rate))
+    ds = Windows(sc.cache, sc.items, sc.targets, win)
+    return predict(
+        model, ds, settings.eval_batch_size, settings.device, settings.amp,
+        settings.progress, desc="soundscapes",
+    )
+
+
+def _summarise(
+    data: PreparedData,
+    results: list[FoldResult],
+    oof_probs: np.ndarray,
+    oof_targets: np.ndarray,
+    sc_probs: list[np.ndarray],
+    ckpt_root: Path,
+    tracker: Any,
+) -> KFoldSummary:
+    labels = data.meta.labels
+    aucs = np.array([r.val_macro_auc for r in results], dtype=float)
+    cv, cv_std = float(np.nanmean(aucs)), float(np.nanstd(aucs))
+    counts = data.clips["primary_label"].value_counts()
+    table = pd.DataFrame(
+        {
+            "label": labels,
+            "n_train_clips": [int(counts.get(lab, 0)) for lab in labels],
+            "oof_auc": per_class_auc(oof_targets, oof_probs),
+            "n_oof_windows_pos": (oof_targets >= 0.5).sum(0).astype(int),
+        }
+    )
+    sc_auc = float("nan")
+    if sc_probs:
+        ens = np.mean(sc_probs, axis=0)
+        sc_auc = macro_auc(data.soundscapes.targets, ens)
+        table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)
+        table["n_soundscape_windows_pos"] = (data.soundscapes.targets >= 0.5).sum(0).astype(int)
+    oof_auc = macro_auc(oof_targets, oof_probs)
+    metrics = {
+        "cv_macro_auc": cv,
+        "cv_macro_auc_std": cv_std,
+        "oof_macro_auc": oof_auc,
+        "soundscape_macro_auc": sc_auc,
+        "soundscape_macro_auc_fold_mean": float(
+            np.nanmean([r.soundscape_macro_auc for r in results])
+        )
+        if sc_probs
+        else float("nan"),
+        "n_folds_done": len(results),
+    }
+    tracker.log_metrics(metrics)
+    tracker.log_dataframe(table, "per_class_auc.csv")
+    tracker.log_dataframe(
+        pd.DataFrame([{k: v for k, v in r.__dict__.items() if k != "history"} for r in results]),
+        "folds.csv",
+    )
+    return KFoldSummary(
+        folds=results,
+        cv_macro_auc=cv,
+        cv_macro_auc_std=cv_std,
+        oof_macro_auc=oof_auc,
+        soundscape_macro_auc=sc_auc,
+        per_class=table,
+        checkpoint_dir=str(ckpt_root),
+        run_id=tracker.parent_id,
+        n_bad_files=len(data.bad_files),
+    )

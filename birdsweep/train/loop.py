@@ -1,0 +1,301 @@
+"""The plain PyTorch training loop for one fold, and batched prediction."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from birdsweep.evaluate.metric import macro_auc
+from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainerSettings:
+    """Knobs of ``conf/trainer`` that the loop reads (see the YAML for their meaning)."""
+
+    device: str = "cpu"
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    amp: bool = False
+    grad_clip: float | None = 2.0
+    ema_decay: float | None = None
+    threads: int | None = None
+    progress: bool = True
+    max_minutes: float | None = None  # stop a fold's training after this wall time
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> TrainerSettings:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in dict(cfg).items() if k in names})
+
+
+@dataclass
+class FitResult:
+    """What training one fold produced."""
+
+    best_epoch: int
+    best_auc: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    val_probs: np.ndarray | None = None  # predictions of the best epoch on the validation set
+    seconds: float = 0.0
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Clip-level probabilities ``sigmoid(model(wave)["clip"])`` for every item of ``dataset``.
+
+    Args:
+        model: a model following the ``forward(wave) -> {"clip", "frame"}`` contract.
+        dataset: yields ``(wave, ...)`` tuples.
+        batch_size: windows per forward pass.
+        device: where to run.
+        amp: fp16 autocast for the backbone on CUDA.
+        progress: show a progress bar.
+        desc: progress bar label.
+
+    Returns:
+        ``[len(dataset), C]`` float32 probabilities.
+    """
+    device = torch.device(device)
+    model.eval().to(device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    out = []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        wave = batch[0].to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(wave)["clip"]
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+class FoldTrainer:
+    """Train one model on one fold, keeping the best epoch by validation macro AUC.
+
+    Args:
+        model: the model (front end inside).
+        loss_fn: ``loss_fn(outputs, target, weight) -> scalar``.
+        aug: batch augmentation pipeline with ``wave(...)`` and ``spec(...)`` (see conf/aug).
+        optimizer_factory: ``f(params) -> Optimizer`` (a partial from conf/optimizer).
+        scheduler_factory: ``f(optimizer, total_steps) -> LRScheduler`` (conf/scheduler).
+        settings: trainer settings.
+        checkpoint_dir: where ``best.pt`` and ``last.pt`` go.
+        extra_state: primitives stored in every checkpoint (labels, config, fold...).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        aug: Any,
+        optimizer_factory: Callable,
+        scheduler_factory: Callable,
+        settings: TrainerSettings,
+        checkpoint_dir: str | Path,
+        extra_state: dict[str, Any] | None = None,
+    ):
+        self.device = torch.device(settings.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer=cpu")
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.aug = aug
+        self.optimizer_factory = optimizer_factory
+        self.scheduler_factory = scheduler_factory
+        self.s = settings
+        self.dir = Path(checkpoint_dir)
+        self.extra = dict(extra_state or {})
+
+    def _state(self, model: nn.Module, epoch: int, auc: float) -> dict[str, Any]:
+        return {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "epoch": epoch,
+            "val_macro_auc": auc,
+            **self.extra,
+        }
+
+    def fit(
+        self,
+        train_ds: Dataset,
+        val_ds: Dataset,
+        val_targets: np.ndarray,
+        sampler: Sampler | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        desc: str = "train",
+    ) -> FitResult:
+        """Train for ``settings.epochs`` epochs, resuming from ``last.pt`` when it exists.
+
+        Args:
+            train_ds: training crops (``wave, target, weight``).
+            val_ds: validation windows (``wave, target``).
+            val_targets: ``[len(val_ds), C]`` labels for the metric.
+            sampler: optional sampler (None = shuffle).
+            on_epoch: called with ``(epoch, metrics)`` after each epoch (for tracking).
+            desc: progress bar label.
+
+        Returns:
+            The :class:`FitResult` of the best epoch; ``best.pt`` holds its weights.
+        """
+        s = self.s
+        gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
+        loader = DataLoader(
+            train_ds,
+            batch_size=s.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=s.num_workers,
+            drop_last=len(train_ds) > s.batch_size,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=s.num_workers > 0,
+            generator=gen,
+        )
+        steps_per_epoch = max(1, len(loader))
+        optimizer = self.optimizer_factory(self.model.parameters())
+        scheduler = self.scheduler_factory(optimizer, total_steps=steps_per_epoch * s.epochs)
+        scaler = torch.amp.GradScaler("cuda", enabled=s.amp and self.device.type == "cuda")
+        ema = None
+        if s.ema_decay:
+            ema = copy.deepcopy(self.model).eval()
+            for p in ema.parameters():
+                p.requires_grad_(False)
+
+        start_epoch, best = 0, FitResult(best_epoch=-1, best_auc=-math.inf)
+        last_path, best_path = self.dir / "last.pt", self.dir / "best.pt"
+        if last_path.is_file():
+            ck = load_checkpoint(last_path, map_location=self.device)
+            self.model.load_state_dict(ck["state_dict"])
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            if ema is not None and "ema_state_dict" in ck:
+                ema.load_state_dict(ck["ema_state_dict"])
+            torch.set_rng_state(ck["rng"])
+            gen.set_state(ck["loader_rng"])
+            start_epoch = int(ck["epoch"]) + 1
+            best.history = [dict(h) for h in ck["history"]]
+            best.best_epoch, best.best_auc = int(ck["best_epoch"]), float(ck["best_auc"])
+            if best_path.is_file():
+                best.val_probs = np.asarray(ck["best_val_probs"].numpy())
+            log.info("%s: resumed from %s at epoch %d", desc, last_path, start_epoch)
+
+        t0 = time.monotonic()
+        for epoch in range(start_epoch, s.epochs):
+            if hasattr(train_ds, "set_epoch"):
+                train_ds.set_epoch(epoch)
+            train_loss = self._train_epoch(loader, optimizer, scheduler, scaler, ema, epoch, desc)
+            eval_model = ema if ema is not None else self.model
+            probs = predict(eval_model, val_ds, s.eval_batch_size, self.device, s.amp)
+            auc = macro_auc(val_targets, probs)
+            metrics = {
+                "train_loss": train_loss,
+                "val_macro_auc": auc,
+                "lr": optimizer.param_groups[0]["lr"],
+                "epoch_seconds": time.monotonic() - t0,
+            }
+            best.history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            score = auc if math.isfinite(auc) else -train_loss
+            if score > best.best_auc or best.best_epoch < 0:
+                best.best_epoch, best.best_auc, best.val_probs = epoch, score, probs
+                save_checkpoint(best_path, self._state(eval_model, epoch, auc))
+            last = self._state(self.model, epoch, auc)
+            last.update(
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                rng=torch.get_rng_state(),
+                loader_rng=gen.get_state(),
+                history=best.history,
+                best_epoch=best.best_epoch,
+                best_auc=best.best_auc,
+                best_val_probs=torch.from_numpy(best.val_probs),
+            )
+            if ema is not None:
+                last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}
+            save_checkpoint(last_path, last)
+            log.info(
+                "%s epoch %d/%d: loss %.4f, val macro AUC %.4f",
+                desc,
+                epoch + 1,
+                s.epochs,
+                train_loss,
+                auc,
+            )
+            if s.max_minutes and (time.monotonic() - t0) > 60 * s.max_minutes:
+                log.warning("%s: trainer.max_minutes=%s reached, stopping", desc, s.max_minutes)
+                break
+        best.seconds = time.monotonic() - t0
+        return best
+
+    def _train_epoch(self, loader, optimizer, scheduler, scaler, ema, epoch, desc) -> float:
+        s, model = self.s, self.model
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"{desc} ep{epoch + 1}/{s.epochs}", leave=False, disable=not s.progress)
+        for wave, target, weight in bar:
+            wave = wave.to(self.device, non_blocking=True)
+            target = target.to(self.device, non_blocking=True)
+            weight = weight.to(self.device, non_blocking=True)
+            wave, target, weight = self.aug.wave(wave, target, weight)
+            with _autocast(self.device, s.amp):
+                spec = model.frontend(wave)
+                spec, target, weight = self.aug.spec(spec, target, weight)
+                out = model.forward_spec(spec)
+                loss = self.loss_fn(out, target, weight)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{desc}: loss is {loss.item()} at epoch {epoch + 1}; lower optimizer.lr "
+                    "or check the data for silent/NaN clips"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if s.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+                        if pe.dtype.is_floating_point:
+                            pe.lerp_(pm, 1.0 - s.ema_decay)
+                        else:
+                            pe.copy_(pm)
+            total += loss.item() * len(wave)
+            count += len(wave)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)

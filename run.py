@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from birdsweep.train.task import train_task
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point: returns ``cfg.optimized_metric`` so sweepers can optimise it."""
     return train_task(cfg)

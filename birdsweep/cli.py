@@ -21,6 +21,78 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from birdsweep.export.ensemble import export_ensemble
+    from birdsweep.export.select import default_tracking_uri, select_checkpoints, select_from_mlflow
+
+    uri = args.tracking_uri
+    if args.checkpoints:
+        sources = select_checkpoints(args.checkpoints, args.top_k)
+    else:
+        uri = uri or default_tracking_uri()
+        sources = select_from_mlflow(uri, args.experiment, args.runs, args.top_k, args.metric)
+    selection = {
+        "experiment": args.experiment,
+        "runs": args.runs,
+        "checkpoints": args.checkpoints,
+        "top_k": args.top_k,
+        "metric": args.metric,
+    }
+    res = export_ensemble(
+        sources,
+        args.out,
+        shared_frontend=not args.separate_graphs,
+        opset=args.opset,
+        dynamo=not args.legacy_exporter,
+        combine=args.combine,
+        parity_audio=args.parity_audio,
+        tolerance=args.tolerance,
+        tracking_uri=uri,
+        experiment=args.experiment or "birdsweep",
+        selection={k: v for k, v in selection.items() if v is not None},
+        overwrite=args.overwrite,
+    )
+    man = res.manifest
+    for m in man["models"]:
+        print(f"  model {m['index']}: fold {m['fold']} score {m['score']:.4f}  {m['checkpoint']}")
+    diff = man["parity"]["max_abs_diff"]
+    real = "n/a" if diff["real"] is None else f"{diff['real']:.2e}"
+    print(
+        f"ensemble of {len(man['models'])} model(s) in {len(man['graphs'])} graph(s) -> {res.out_dir} "
+        f"(parity max |onnx - torch|: random {diff['random']:.2e}, real {real})"
+    )
+    if res.mlflow_run_id:
+        print(f"MLflow run {res.mlflow_run_id} (tag ensemble) at {uri}")
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from birdsweep.infer.ensemble import label_files
+
+    s = label_files(
+        args.model,
+        args.audio,
+        args.out,
+        output_format=args.format,
+        combine=args.combine,
+        threshold=args.threshold,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        fail_windows=args.fail_windows,
+        progress=not args.no_progress,
+    )
+    rate = s.n_windows / s.seconds if s.seconds > 0 else float("nan")
+    print(
+        f"{s.n_rows} row(s) from {s.n_windows} window(s) of {s.n_files} file(s) -> {s.out} "
+        f"({s.seconds:.1f} s, {rate:.1f} windows/s)"
+    )
+    if s.failures:
+        print(f"WARNING: {len(s.failures)} file(s) could not be decoded; their rows hold 0:")
+        for f in s.failures[:20]:
+            print(f"  {f.error}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``birdsweep`` command."""
     parser = argparse.ArgumentParser(prog="birdsweep", description=__doc__)
@@ -31,9 +103,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--classes", type=int, default=24, help="number of species (default 24)")
-    p.add_argument("--noise", choices=["moderate", "hard"], default="moderate", help="soundscape noise level")
+    p.add_argument(
+        "--noise", choices=["moderate", "hard"], default="moderate", help="soundscape noise level"
+    )
     p.add_argument("--overwrite", action="store_true", help="rewrite an existing data set")
     p.set_defaults(func=_demo_data)
+
+    p = sub.add_parser("export", help="export the best fold checkpoints as an ONNX CPU ensemble")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--experiment", help="MLflow experiment: pick its best folds")
+    src.add_argument("--runs", nargs="+", help="MLflow run ids (a job run = all its folds)")
+    src.add_argument("--checkpoints", nargs="+", help="best.pt files or their folders")
+    p.add_argument("--top-k", type=int, default=None, help="keep the K best folds (default all)")
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="pick the best job by this parent-run metric (e.g. cv_macro_auc) and use its folds; "
+        "default: best folds by best_val_macro_auc across jobs",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///outputs/mlflow.db)",
+    )
+    p.add_argument("--out", required=True, help="ensemble folder to write")
+    p.add_argument(
+        "--combine", choices=["rank", "mean"], default="rank", help="default combination"
+    )
+    p.add_argument(
+        "--separate-graphs", action="store_true", help="one graph per model (no shared front end)"
+    )
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument(
+        "--legacy-exporter", action="store_true", help="TorchScript exporter instead of dynamo"
+    )
+    p.add_argument(
+        "--parity-audio",
+        nargs="+",
+        help="audio for the parity check (default: training soundscapes)",
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |onnx - torch| probability")
+    p.add_argument("--overwrite", action="store_true", help="replace an ensemble already in --out")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("infer", help="label recordings with an exported ensemble")
+    p.add_argument("--model", required=True, help="ensemble folder from birdsweep export")
+    p.add_argument("--audio", required=True, nargs="+", help="audio files and/or folders")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--format", choices=["submission", "detections"], default="submission")
+    p.add_argument(
+        "--combine",
+        choices=["rank", "mean"],
+        default=None,
+        help="default: the manifest's for submission, mean for detections",
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="detections: smallest score kept")
+    p.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="windows per onnxruntime call")
+    p.add_argument(
+        "--fail-windows",
+        type=int,
+        default=12,
+        help="rows for an undecodable file without a readable duration (default 12 = 60 s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_infer)
     return parser
 
 

@@ -98,7 +98,9 @@ def load_soundscape_labels(
         if not m:
             raise DataError(f"{labels_csv}: row_id {rid!r} is not '<soundscape>_<end second>'")
         if m["stem"] not in files:
-            raise DataError(f"{labels_csv}: no audio file for soundscape {m['stem']!r} in {audio_dir}")
+            raise DataError(
+                f"{labels_csv}: no audio file for soundscape {m['stem']!r} in {audio_dir}"
+            )
         paths.append(files[m["stem"]])
         ends.append(int(m["end"]))
     y = np.zeros((len(df), len(labels)), dtype=np.float32)
@@ -108,7 +110,9 @@ def load_soundscape_labels(
     return df["row_id"].astype(str).tolist(), paths, ends, y
 
 
-def prepare_data(data_cfg: Any, cache_dir: str | Path, seed: int = 0, progress: bool = True) -> PreparedData:
+def prepare_data(
+    data_cfg: Any, cache_dir: str | Path, seed: int = 0, progress: bool = True
+) -> PreparedData:
     """Load metadata, decode audio into the cache, split folds and find labelled soundscapes.
 
     Args:

@@ -76,7 +76,9 @@ class MLflowTracker:
         """The innermost active run (child when inside :meth:`child`)."""
         return self._active[-1] if self._active else None
 
-    def start(self, params: Mapping[str, Any] | None = None, config_yaml: str | None = None) -> None:
+    def start(
+        self, params: Mapping[str, Any] | None = None, config_yaml: str | None = None
+    ) -> None:
         """Open the parent run, log flattened params and the resolved config."""
         if not self.enabled:
             return
@@ -87,7 +89,12 @@ class MLflowTracker:
             self.log_params(params)
         if config_yaml is not None:
             self.log_text(config_yaml, "config.yaml")
-        log.info("MLflow run %s (experiment %s) at %s", self.parent_id, self.experiment_id, self.tracking_uri)
+        log.info(
+            "MLflow run %s (experiment %s) at %s",
+            self.parent_id,
+            self.experiment_id,
+            self.tracking_uri,
+        )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values truncated to MLflow's 6000-character limit)."""

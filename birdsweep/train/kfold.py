@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from birdsweep.config import build
 from birdsweep.data.dataset import TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
@@ -33,6 +33,13 @@ NON_LEARNING_SUBKEYS = {
 }
 
 FoldCallback = Callable[[int, float, "FoldResult"], None]
+
+
+class StopJob(Exception):
+    """Raised by an ``on_fold_end`` callback to end a job early on purpose (e.g. a pruned
+    sweep trial). The MLflow parent run then ends KILLED with tag ``state`` = :attr:`state`."""
+
+    state = "STOPPED"
 
 
 @dataclass
@@ -133,9 +140,13 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     chash = config_hash(cfg)
     ckpt_root = Path(str(cfg.paths.checkpoint_dir)).absolute() / chash
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    folds = list(cfg.data.folds) if cfg.data.get("folds") is not None else list(range(int(cfg.data.n_folds)))
+    folds = (
+        list(cfg.data.folds)
+        if cfg.data.get("folds") is not None
+        else list(range(int(cfg.data.n_folds)))
+    )
 
-    tracker = instantiate(cfg.logger, tags={"config_hash": chash, **dict(cfg.get("tags") or {})})
+    tracker = build(cfg.logger, tags={"config_hash": chash, **dict(cfg.get("tags") or {})})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     noise: list[np.ndarray] | None = None
     oof_probs: list[np.ndarray] = []
@@ -153,8 +164,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             fold_dir = ckpt_root / f"fold{k}"
             done = fold_dir / "result.json"
             seed_everything(int(cfg.seed) + k)
-            loss_fn = instantiate(cfg.loss)
-            aug = instantiate(cfg.aug)
+            loss_fn = build(cfg.loss)
+            aug = build(cfg.aug)
             if getattr(aug, "needs_noise", True):
                 if noise is None:
                     noise = data.noise_clips(int(cfg.data.decode_workers), settings.progress)
@@ -176,8 +187,20 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                         for f in ("last.pt", "best.pt"):
                             (fold_dir / f).unlink(missing_ok=True)
                     res, probs = _train_fold(
-                        cfg, data, k, loss_fn, aug, settings, fold_dir, labels, config_yaml,
-                        tr, train_ds, val_ds, vt, tracker,
+                        cfg,
+                        data,
+                        k,
+                        loss_fn,
+                        aug,
+                        settings,
+                        fold_dir,
+                        labels,
+                        config_yaml,
+                        tr,
+                        train_ds,
+                        val_ds,
+                        vt,
+                        tracker,
                     )
                 if data.soundscapes is not None:
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
@@ -186,6 +209,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                 if not res.reused:
                     np.save(fold_dir / "val_probs.npy", probs)
                     atomic_write_json(done, {**res.__dict__, "reused": False})
+                tracker.set_tags({"checkpoint": res.checkpoint})
                 tracker.log_metrics(
                     {
                         "best_val_macro_auc": res.val_macro_auc,
@@ -202,11 +226,20 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             if on_fold_end is not None:
                 on_fold_end(k, running, res)
         summary = _summarise(
-            data, results, np.concatenate(oof_probs), np.concatenate(oof_targets), sc_probs,
-            ckpt_root, tracker,
+            data,
+            results,
+            np.concatenate(oof_probs),
+            np.concatenate(oof_targets),
+            sc_probs,
+            ckpt_root,
+            tracker,
         )
         status = "FINISHED"
         return summary
+    except StopJob as exc:
+        status = "KILLED"
+        tracker.set_tags({"state": exc.state, "stopped_after_folds": len(results)})
+        raise
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -215,11 +248,23 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
 
 
 def _train_fold(
-    cfg, data, k, loss_fn, aug, settings, fold_dir, labels, config_yaml, tr, train_ds, val_ds, vt,
+    cfg,
+    data,
+    k,
+    loss_fn,
+    aug,
+    settings,
+    fold_dir,
+    labels,
+    config_yaml,
+    tr,
+    train_ds,
+    val_ds,
+    vt,
     tracker,
 ) -> tuple[FoldResult, np.ndarray]:
-    model = instantiate(cfg.model, num_classes=len(labels))
-    sampler = instantiate(
+    model = build(cfg.model, num_classes=len(labels))
+    sampler = build(
         cfg.sampler,
         primary=tr["label_idx"].tolist(),
         secondary=tr["secondary_idx"].tolist(),
@@ -230,8 +275,8 @@ def _train_fold(
         model,
         loss_fn,
         aug,
-        instantiate(cfg.optimizer),
-        instantiate(cfg.scheduler),
+        build(cfg.optimizer),
+        build(cfg.scheduler),
         settings,
         fold_dir,
         extra_state={"labels": list(labels), "config": config_yaml, "fold": k},
@@ -257,7 +302,7 @@ def _train_fold(
 
 def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -> torch.nn.Module:
     """Rebuild the model of ``cfg.model`` and load a fold checkpoint into it (eval mode)."""
-    model = instantiate(cfg.model, num_classes=num_classes)
+    model = build(cfg.model, num_classes=num_classes)
     model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
     return model.eval()
 
@@ -268,8 +313,13 @@ def _soundscape_probs(cfg, data: PreparedData, fold_dir: Path, settings, labels)
     win = int(round(float(cfg.data.window_seconds) * data.sample_rate))
     ds = Windows(sc.cache, sc.items, sc.targets, win)
     return predict(
-        model, ds, settings.eval_batch_size, settings.device, settings.amp,
-        settings.progress, desc="soundscapes",
+        model,
+        ds,
+        settings.eval_batch_size,
+        settings.device,
+        settings.amp,
+        settings.progress,
+        desc="soundscapes",
     )
 
 

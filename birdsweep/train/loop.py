@@ -43,6 +43,7 @@ class TrainerSettings:
     threads: int | None = None
     progress: bool = True
     max_minutes: float | None = None  # stop a fold's training after this wall time
+    resume: bool = True
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -264,7 +265,9 @@ class FoldTrainer:
         s, model = self.s, self.model
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} ep{epoch + 1}/{s.epochs}", leave=False, disable=not s.progress)
+        bar = tqdm(
+            loader, desc=f"{desc} ep{epoch + 1}/{s.epochs}", leave=False, disable=not s.progress
+        )
         for wave, target, weight in bar:
             wave = wave.to(self.device, non_blocking=True)
             target = target.to(self.device, non_blocking=True)
@@ -290,7 +293,9 @@ class FoldTrainer:
             scheduler.step()
             if ema is not None:
                 with torch.no_grad():
-                    for pe, pm in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+                    for pe, pm in zip(
+                        ema.state_dict().values(), model.state_dict().values(), strict=True
+                    ):
                         if pe.dtype.is_floating_point:
                             pe.lerp_(pm, 1.0 - s.ema_decay)
                         else:

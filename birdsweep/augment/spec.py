@@ -1,0 +1,117 @@
+"""Batch transforms on spectrograms ``[B, ch, M, T]`` (mel bins M, frames T), on their device.
+
+Same calling convention as :mod:`birdsweep.augment.wave`:
+``t(spec, target, weight) -> (spec, target, weight)``, per-sample probability ``p``, random
+numbers from torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from birdsweep.augment._common import beta, check_p, coin, expand_like, partner
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class SpecMixup:
+    """Classic mixup on spectrograms: ``lam ~ Beta(alpha, alpha)`` weights specs, targets, weights.
+
+    Args:
+        alpha: Beta concentration (small values keep ``lam`` near 0 or 1).
+        p: probability that a sample is mixed with a random partner from the batch.
+    """
+
+    def __init__(self, alpha: float = 0.4, p: float = 0.5) -> None:
+        if alpha <= 0:
+            raise ValueError(f"SpecMixup.alpha: must be > 0, got {alpha!r}")
+        self.alpha = float(alpha)
+        self.p = check_p(p, "SpecMixup.p")
+
+    def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
+        """Return mixed ``(spec, target, weight)``; shapes and dtypes unchanged."""
+        b = spec.shape[0]
+        if self.p == 0.0 or b < 2:
+            return spec, target, weight
+        dev = spec.device
+        perm = partner(b, dev)
+        lam = beta(b, self.alpha, dev)
+        apply = coin(b, self.p, dev)
+        lam = torch.where(apply, lam, torch.ones_like(lam))
+        ls = expand_like(lam, spec)
+        spec = (ls * spec.float() + (1.0 - ls) * spec[perm].float()).to(spec.dtype)
+        lt = lam[:, None].to(target.dtype)
+        target = lt * target + (1.0 - lt) * target[perm]
+        lw = lam.to(weight.dtype)
+        weight = lw * weight + (1.0 - lw) * weight[perm]
+        return spec, target, weight
+
+    def __repr__(self) -> str:
+        return f"SpecMixup(alpha={self.alpha}, p={self.p})"
+
+
+def _band_mask(b: int, size: int, param: int, n_masks: int, device: torch.device) -> torch.Tensor:
+    """Bool [b, size]: union of ``n_masks`` bands per row, width ~ U{0..param}, random start."""
+    if n_masks <= 0 or param <= 0:
+        return torch.zeros(b, size, dtype=torch.bool, device=device)
+    width = (torch.rand(b, n_masks, device=device) * (min(param, size) + 1)).long()
+    start = (torch.rand(b, n_masks, device=device) * (size - width + 1)).long()
+    pos = torch.arange(size, device=device)
+    inside = (pos >= start[..., None]) & (pos < (start + width)[..., None])  # [b, n, size]
+    return inside.any(dim=1)
+
+
+class SpecAugment:
+    """Time and frequency masking (Park et al. 2019), vectorised over the batch.
+
+    Args:
+        time_mask_param: widest time mask, in frames (width drawn from 0..param).
+        freq_mask_param: widest frequency mask, in mel bins.
+        n_time_masks: time masks per sample.
+        n_freq_masks: frequency masks per sample.
+        p: probability that a sample is masked.
+        fill: ``"mean"`` (each sample's own mean, safe for any spectrogram scaling) or a number.
+    """
+
+    def __init__(
+        self,
+        time_mask_param: int = 30,
+        freq_mask_param: int = 16,
+        n_time_masks: int = 2,
+        n_freq_masks: int = 2,
+        p: float = 0.5,
+        fill: str | float = "mean",
+    ) -> None:
+        if not (isinstance(fill, int | float) or fill == "mean"):
+            raise ValueError(f"SpecAugment.fill: expected 'mean' or a number, got {fill!r}")
+        self.time_mask_param = int(time_mask_param)
+        self.freq_mask_param = int(freq_mask_param)
+        self.n_time_masks = int(n_time_masks)
+        self.n_freq_masks = int(n_freq_masks)
+        self.p = check_p(p, "SpecAugment.p")
+        self.fill = fill
+
+    def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
+        """Return ``(masked spec, target, weight)``; shapes and dtypes unchanged."""
+        if self.p == 0.0 or spec.shape[0] == 0:
+            return spec, target, weight
+        if spec.dim() != 4:
+            raise ValueError(f"SpecAugment: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
+        b, _, m, t = spec.shape
+        dev = spec.device
+        apply = coin(b, self.p, dev)
+        fmask = _band_mask(b, m, self.freq_mask_param, self.n_freq_masks, dev)  # [b, M]
+        tmask = _band_mask(b, t, self.time_mask_param, self.n_time_masks, dev)  # [b, T]
+        mask = (fmask[:, None, :, None] | tmask[:, None, None, :]) & apply[:, None, None, None]
+        if self.fill == "mean":
+            value = spec.mean(dim=(1, 2, 3), keepdim=True)
+        else:
+            value = torch.tensor(float(self.fill), dtype=spec.dtype, device=dev)
+        return torch.where(mask, value, spec), target, weight
+
+    def __repr__(self) -> str:
+        return (
+            f"SpecAugment(time_mask_param={self.time_mask_param}, "
+            f"freq_mask_param={self.freq_mask_param}, n_time_masks={self.n_time_masks}, "
+            f"n_freq_masks={self.n_freq_masks}, p={self.p}, fill={self.fill!r})"
+        )

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real Hydra config, composed and shrunk to tiny CPU runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+# a tiny demo set and a tiny model: every test that trains uses these
+TINY_DATA = [
+    "data.demo.n_classes=6",
+    "+data.demo.clips_per_class_max=4",
+    "+data.demo.soundscape_seconds=20",
+    "+data.demo.n_train_soundscapes=2",
+    "+data.demo.n_test_soundscapes=2",
+    "data.n_folds=2",
+    "data.val_windows_per_clip=1",
+]
+TINY_MODEL = ["model.backbone=mobilenetv3_small_050", "model.frontend.n_mels=32"]
+TINY_TRAINER = ["trainer.epochs=1", "trainer.batch_size=8", "trainer.progress=false"]
+
+
+def compose_config(overrides: list[str] | None = None, root: Path | None = None) -> DictConfig:
+    """Compose ``conf/train.yaml`` like ``run.py`` does, with ``paths`` under ``root``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF):
+        cfg = compose("train", overrides=list(overrides or []), return_hydra_config=False)
+    if root is not None:
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(root)
+            cfg.paths.output_dir = str(root / "run")
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """One tiny demo data set + decoded-audio cache shared by the whole session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, demo_cache) -> DictConfig:
+    """The default config shrunk to a 2-fold × 1-epoch run on the tiny demo set."""
+    cfg = compose_config(TINY_DATA + TINY_MODEL + TINY_TRAINER, root=tmp_path)
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(demo_cache)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+    yield

@@ -1,0 +1,81 @@
+"""End to end: K-fold training on a tiny demo set, tracked in MLflow."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from birdsweep.train.kfold import run_kfold
+from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runs(uri: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("birdsweep")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
+    summary = run_kfold(tiny_cfg)
+    assert len(summary.folds) == 2
+    assert 0.0 <= summary.cv_macro_auc <= 1.0
+    assert math.isfinite(summary.soundscape_macro_auc)
+    for r in summary.folds:
+        assert Path(r.checkpoint).is_file() and len(r.history) == 1
+    uri = tiny_cfg.logger.tracking_uri
+    parents, children = _runs(uri)
+    assert len(parents) == 1 and len(children) == 2
+    p = parents[0]
+    assert p.info.status == "FINISHED"
+    for key in ("cv_macro_auc", "cv_macro_auc_std", "soundscape_macro_auc", "oof_macro_auc"):
+        assert key in p.data.metrics
+    assert p.data.metrics["cv_macro_auc"] == pytest.approx(summary.cv_macro_auc)
+    assert p.data.params["model.backbone"] == "mobilenetv3_small_050"
+    arts = {a.path for a in MlflowClient(uri).list_artifacts(p.info.run_id)}
+    assert {"config.yaml", "per_class_auc.csv"} <= arts
+    for c in children:
+        assert c.data.tags["mlflow.parentRunId"] == p.info.run_id
+        hist = MlflowClient(uri).get_metric_history(c.info.run_id, "val_macro_auc")
+        assert len(hist) == 1
+        assert "train_loss" in c.data.metrics and "best_val_macro_auc" in c.data.metrics
+
+
+def test_identical_rerun_reuses_finished_folds(tiny_cfg):
+    first = run_kfold(tiny_cfg)
+    again = run_kfold(tiny_cfg)
+    assert all(r.reused for r in again.folds)
+    assert again.cv_macro_auc == pytest.approx(first.cv_macro_auc)
+    parents, children = _runs(tiny_cfg.logger.tracking_uri)
+    assert len(parents) == 2 and len(children) == 4  # every fold once per parent
+    mlflow.set_tracking_uri("")  # leave no global state behind
+
+
+@pytest.mark.slow
+def test_cli_run_py_prints_table_and_writes_mlflow(tmp_path, demo_cache):
+    env = {**os.environ, "BIRDSWEEP_ROOT": str(tmp_path)}
+    cmd = [
+        sys.executable,
+        "run.py",
+        *TINY_DATA,
+        *TINY_MODEL,
+        *TINY_TRAINER,
+        f"paths.cache_dir={demo_cache}",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "K-fold results" in out.stdout and "mean" in out.stdout
+    assert (tmp_path / "outputs" / "mlflow.db").is_file()
+    parents, children = _runs(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    assert len(parents) == 1 and len(children) == 2

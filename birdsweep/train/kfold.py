@@ -138,6 +138,10 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), settings.progress)
     labels = data.meta.labels
     chash = config_hash(cfg)
+    if cfg.get("init") and cfg.init.get("from_task"):  # a new earlier stage means new folds
+        prev = stage_pointer(cfg, cfg.init.from_task)
+        prev_dir = json.loads(prev.read_text())["checkpoint_dir"] if prev.is_file() else ""
+        chash = hashlib.sha1(f"{chash}|{prev_dir}".encode()).hexdigest()[:16]
     ckpt_root = Path(str(cfg.paths.checkpoint_dir)).absolute() / chash
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     folds = (
@@ -225,6 +229,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
             if on_fold_end is not None:
                 on_fold_end(k, running, res)
+        pointer = stage_pointer(cfg, str(cfg.task_name))
         summary = _summarise(
             data,
             results,
@@ -233,6 +238,15 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             sc_probs,
             ckpt_root,
             tracker,
+        )
+        atomic_write_json(
+            pointer,
+            {
+                "checkpoint_dir": str(ckpt_root),
+                "cv_macro_auc": summary.cv_macro_auc,
+                "run_id": summary.run_id,
+                "labels": list(labels),
+            },
         )
         status = "FINISHED"
         return summary
@@ -264,6 +278,11 @@ def _train_fold(
     tracker,
 ) -> tuple[FoldResult, np.ndarray]:
     model = build(cfg.model, num_classes=len(labels))
+    if cfg.get("init") and cfg.init.get("from_task"):
+        init_from_stage(model, cfg, k, labels)
+    if settings.freeze_backbone:
+        for part in (model.frontend, model.backbone):
+            part.requires_grad_(False)
     sampler = build(
         cfg.sampler,
         primary=tr["label_idx"].tolist(),
@@ -298,6 +317,45 @@ def _train_fold(
         history=fit.history,
     )
     return res, fit.val_probs
+
+
+def stage_pointer(cfg: DictConfig, task_name: str) -> Path:
+    """File recording where the folds of the last finished run of ``task_name`` are."""
+    return Path(str(cfg.paths.output_root)).absolute() / "stages" / f"{task_name}.json"
+
+
+def init_from_stage(model: torch.nn.Module, cfg: DictConfig, fold: int, labels: list[str]) -> None:
+    """Start fold ``fold`` from the same fold of the stage named by ``init.from_task``.
+
+    The head is re-initialised when the previous stage had another label list; any other
+    tensor whose shape differs is skipped with a warning.
+    """
+    task = cfg.init.from_task
+    pointer = stage_pointer(cfg, task)
+    if not pointer.is_file():
+        raise FileNotFoundError(
+            f"init.from_task={task!r}: no finished run of that task ({pointer} missing); "
+            f"run its stage first (python run.py experiment=... task_name={task})"
+        )
+    ckpt_dir = Path(json.loads(pointer.read_text())["checkpoint_dir"])
+    path = ckpt_dir / f"fold{fold}" / "best.pt"
+    if not path.is_file():
+        path = sorted(ckpt_dir.glob("fold*/best.pt"))[0]
+        log.warning("init: %s has no fold %d; using %s", ckpt_dir, fold, path)
+    ck = load_checkpoint(path)
+    state = ck["state_dict"]
+    if list(ck.get("labels", [])) != list(labels):
+        log.info("init: label list differs from %s; the head is re-initialised", path)
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    own = model.state_dict()
+    skipped = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if skipped:
+        log.warning(
+            "init: %d tensor(s) of %s skipped (shape differs): %s", len(skipped), path, skipped[:5]
+        )
+    state = {k: v for k, v in state.items() if k not in skipped}
+    model.load_state_dict(state, strict=False)
+    log.info("fold %d starts from %s", fold, path)
 
 
 def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -> torch.nn.Module:

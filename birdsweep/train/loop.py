@@ -44,6 +44,7 @@ class TrainerSettings:
     progress: bool = True
     max_minutes: float | None = None  # stop a fold's training after this wall time
     resume: bool = True
+    freeze_backbone: bool = False  # train only the head (front end and backbone frozen)
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -185,7 +186,7 @@ class FoldTrainer:
             generator=gen,
         )
         steps_per_epoch = max(1, len(loader))
-        optimizer = self.optimizer_factory(self.model.parameters())
+        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
         scheduler = self.scheduler_factory(optimizer, total_steps=steps_per_epoch * s.epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=s.amp and self.device.type == "cuda")
         ema = None
@@ -264,6 +265,8 @@ class FoldTrainer:
     def _train_epoch(self, loader, optimizer, scheduler, scaler, ema, epoch, desc) -> float:
         s, model = self.s, self.model
         model.train()
+        if s.freeze_backbone:
+            model.backbone.eval()  # frozen: keep BatchNorm statistics as loaded
         total, count = 0.0, 0
         bar = tqdm(
             loader, desc=f"{desc} ep{epoch + 1}/{s.epochs}", leave=False, disable=not s.progress

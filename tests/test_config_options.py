@@ -59,7 +59,9 @@ def test_option_builds_and_trains_one_step(group, option, tmp_path):
     loss_fn = build(cfg.loss)
     aug = build(cfg.aug)
     aug.bind_noise([np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32)], SR)
-    sampler = build(cfg.sampler, primary=[0, 1, 2, 3], secondary=[[], [], [0], []], num_classes=C, num_samples=B)
+    sampler = build(
+        cfg.sampler, primary=[0, 1, 2, 3], secondary=[[], [], [0], []], num_classes=C, num_samples=B
+    )
     wave, target, weight = _tiny_batch()
     trainer = FoldTrainer(
         model, loss_fn, aug, build(cfg.optimizer), build(cfg.scheduler), settings, tmp_path / "ck"

@@ -96,6 +96,24 @@ class MLflowTracker:
             self.tracking_uri,
         )
 
+    def close_stale(self, tags: Mapping[str, Any]) -> int:
+        """Mark RUNNING parent runs with these tags KILLED (left behind by a killed job).
+
+        Call before :meth:`start` of a job that resumes the same config; returns how many.
+        """
+        if not self.enabled:
+            return 0
+        filt = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"attributes.status = 'RUNNING' and {filt}"
+        )
+        stale = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        for r in runs:  # children too: nothing of a killed job stays RUNNING
+            self.client.set_terminated(r.info.run_id, status="KILLED")
+        if stale:
+            log.warning("marked %d interrupted run(s) of this config KILLED", len(stale))
+        return len(stale)
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values truncated to MLflow's 6000-character limit)."""
         if not self.enabled:

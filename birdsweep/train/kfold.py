@@ -20,8 +20,9 @@ from birdsweep.config import build
 from birdsweep.data.dataset import TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
-from birdsweep.train.checkpoint import atomic_write_json, load_checkpoint
+from birdsweep.train.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
+from birdsweep.train.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     Returns:
         The :class:`KFoldSummary`.
     """
+    validate_config(cfg)
     seed_everything(int(cfg.seed))
     settings = TrainerSettings.from_config(cfg.trainer)
     if settings.threads:
@@ -150,7 +152,11 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         else list(range(int(cfg.data.n_folds)))
     )
 
-    tracker = build(cfg.logger, tags={"config_hash": chash, **dict(cfg.get("tags") or {})})
+    tracker = build(
+        cfg.logger,
+        tags={"config_hash": chash, "task_name": cfg.task_name, **dict(cfg.get("tags") or {})},
+    )
+    tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     noise: list[np.ndarray] | None = None
     oof_probs: list[np.ndarray] = []
@@ -211,7 +217,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sp)
                     sc_probs.append(sp)
                 if not res.reused:
-                    np.save(fold_dir / "val_probs.npy", probs)
+                    atomic_write_bytes(fold_dir / "val_probs.npy", lambda f, p=probs: np.save(f, p))
                     atomic_write_json(done, {**res.__dict__, "reused": False})
                 tracker.set_tags({"checkpoint": res.checkpoint})
                 tracker.log_metrics(

@@ -433,6 +433,16 @@ def _summarise(
         pd.DataFrame([{k: v for k, v in r.__dict__.items() if k != "history"} for r in results]),
         "folds.csv",
     )
+    preds = {"labels": np.array(labels), "oof_probs": oof_probs, "oof_targets": oof_targets}
+    if sc_probs:
+        preds.update(
+            soundscape_probs=np.mean(sc_probs, axis=0),
+            soundscape_targets=data.soundscapes.targets,
+            soundscape_row_ids=np.array(data.soundscapes.row_ids),
+        )
+    pred_file = ckpt_root / "predictions.npz"
+    atomic_write_bytes(pred_file, lambda f: np.savez_compressed(f, **preds))
+    tracker.log_artifact(pred_file)
     return KFoldSummary(
         folds=results,
         cv_macro_auc=cv,

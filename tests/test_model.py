@@ -1,0 +1,211 @@
+"""Mel front end, SED/CNN models and the conf/model presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from birdsweep.features.frontend import MelFrontend, delta
+from birdsweep.model.heads import AttentionHead
+from birdsweep.model.sed import SEDModel
+
+MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+PRESETS = sorted(p.stem for p in MODEL_CONF.glob("*.yaml"))
+SR = 32000
+C = 3
+TINY_BACKBONE = "mobilenetv3_small_050"
+
+
+def build_preset(name: str, **overrides) -> SEDModel:
+    """Instantiate conf/model/<name>.yaml like the lead does (num_classes at instantiate)."""
+    cfg = OmegaConf.create(
+        {"data": {"sample_rate": SR}, "model": OmegaConf.load(MODEL_CONF / f"{name}.yaml")}
+    )
+    return instantiate(cfg.model, num_classes=C, pretrained=False, **overrides)
+
+
+def tiny_model(seed: int = 0, **kw) -> SEDModel:
+    torch.manual_seed(seed)
+    fe = kw.pop("frontend", None) or MelFrontend(sample_rate=SR, n_mels=32)
+    return SEDModel(C, TINY_BACKBONE, fe, **kw).eval()
+
+
+@pytest.fixture
+def wave() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.randn(2, SR)  # B=2, 1 s
+
+
+def test_presets_present():
+    expected = {"sed_small", "sed_v2s", "sed_b3ns", "sed_resnet34", "sed_seresnext26t", "cnn_v2s"}
+    assert expected | {"cnn_b0"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_forward_shapes(name, wave):
+    model = build_preset(name).eval()
+    assert isinstance(model.frontend, MelFrontend)
+    assert model.frontend.sample_rate == SR  # ${data.sample_rate} resolved
+    with torch.no_grad():
+        out = model(wave)
+    assert out["clip"].shape == (2, C)
+    b, t, c = out["frame"].shape
+    assert (b, c) == (2, C) and t >= 1
+    assert torch.isfinite(out["clip"]).all() and torch.isfinite(out["frame"]).all()
+
+
+def test_backends_agree(wave):
+    kw = dict(sample_rate=SR, n_fft=1024, hop_length=320, n_mels=64, fmin=50, fmax=14000)
+    fe_t, fe_n = MelFrontend(backend="torch", **kw), MelFrontend(backend="nnaudio", **kw)
+    p_t, p_n = fe_t._power_mel(wave), fe_n._power_mel(wave)
+    assert ((p_t - p_n).abs().max() / p_n.abs().max()).item() < 1e-4
+    y_t, y_n = fe_t(wave), fe_n(wave)
+    assert y_t.shape == y_n.shape == (2, 1, 64, SR // 320 + 1)
+    assert torch.allclose(y_t, y_n, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["torch", "nnaudio"])
+def test_frontend_fp32_under_autocast(backend, wave):
+    fe = MelFrontend(sample_rate=SR, n_mels=32, backend=backend)
+    ref = fe(wave)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fe(wave)
+        got_bf16_in = fe(wave.bfloat16())
+        out = tiny_model()(wave)
+    assert got.dtype == got_bf16_in.dtype == torch.float32
+    assert torch.allclose(got, ref, atol=1e-5)  # a bf16 matmul would be off by ~1e-2
+    assert out["clip"].dtype == out["frame"].dtype == torch.float32  # heads run in fp32
+
+
+def test_instance_norm_and_top_db(wave):
+    fe = MelFrontend(sample_rate=SR, n_mels=32, normalize="none", top_db=30.0)
+    db = fe(wave * 0.01)[:, 0]  # [B, M, T]
+    span = db.amax(dim=(1, 2)) - db.amin(dim=(1, 2))
+    assert torch.all(span <= 30.0 + 1e-4)
+    x = MelFrontend(sample_rate=SR, n_mels=32)(wave)[:, 0]
+    assert torch.allclose(x.mean(dim=(1, 2)), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(x.std(dim=(1, 2)), torch.ones(2), atol=1e-3)
+
+
+def test_delta_of_ramp_is_slope():
+    ramp = 0.5 * torch.arange(20.0).view(1, 1, 20)  # [B, M, T]
+    assert torch.allclose(delta(ramp, 5)[..., 2:-2], torch.full((1, 1, 16), 0.5))
+
+
+def test_three_channel_mode(wave):
+    fe = MelFrontend(sample_rate=SR, n_mels=32, hop_length=320, channels=3)
+    spec = fe(wave)
+    assert spec.shape == (2, 3, 32, SR // 320 + 1)
+    assert not torch.allclose(spec[:, 0], spec[:, 1])  # deltas are not copies of the mel
+    model = tiny_model(frontend=fe)
+    assert model.backbone.conv_stem.in_channels == 3  # in_chans defaults to frontend.channels
+    with torch.no_grad():
+        out = model(wave)
+    assert out["clip"].shape == (2, C) and out["frame"].shape[::2] == (2, C)
+
+
+@pytest.mark.parametrize("head", ["attention", "cnn"])
+def test_forward_equals_forward_spec_of_frontend(head, wave):
+    model = tiny_model(head=head)
+    with torch.no_grad():
+        a = model(wave)
+        b = model.forward_spec(model.frontend(wave))
+    assert a.keys() == b.keys() == {"clip", "frame"}
+    for k in a:
+        assert torch.equal(a[k], b[k])
+
+
+def test_attention_clip_is_attention_mean_of_frames(wave):
+    with torch.no_grad():
+        out = tiny_model(head="attention")(wave)
+    clip = torch.sigmoid(out["clip"])
+    frame = torch.sigmoid(out["frame"])  # [B, T', C]
+    assert torch.all(clip >= frame.amin(dim=1) - 1e-5)
+    assert torch.all(clip <= frame.amax(dim=1) + 1e-5)
+
+
+def test_attention_clip_logit_exact_and_not_saturated():
+    torch.manual_seed(0)
+    head = AttentionHead(8, C, dropout=0.0).eval()
+    feat = torch.randn(2, 8, 2, 10)  # [B, F, f, t]
+    out = head(feat)
+    x = feat.mean(2)
+    x = torch.nn.functional.max_pool1d(x, 3, 1, 1) + torch.nn.functional.avg_pool1d(x, 3, 1, 1)
+    x = torch.relu(head.fc(x.transpose(1, 2))).transpose(1, 2)
+    p = (torch.softmax(torch.tanh(head.att(x)), -1) * torch.sigmoid(head.cla(x))).sum(-1)
+    assert torch.allclose(out["clip"], torch.logit(p), atol=1e-4)
+    with torch.no_grad():
+        head.cla.bias.fill_(40.0)  # every frame sigmoid ~ 1: p rounds to 1.0 in fp32
+    clip = head(feat)["clip"]
+    clip.sum().backward()
+    assert torch.isfinite(clip).all() and clip.min() > 35  # a clamp(eps, 1-eps) caps it at ~14
+    assert head.cla.bias.grad.abs().sum() > 0
+
+
+def test_unknown_backbone_error():
+    with pytest.raises(ValueError, match="model.backbone") as err:
+        SEDModel(C, "efficentnet_b0", MelFrontend(sample_rate=SR, n_mels=32))
+    assert "efficentnet_b0" in str(err.value) and "'efficientnet_b0'" in str(err.value)
+
+
+def test_unknown_head_error():
+    with pytest.raises(ValueError, match="model.head"):
+        SEDModel(C, TINY_BACKBONE, MelFrontend(sample_rate=SR, n_mels=32), head="nope")
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_checkpoint_path_round_trip(tmp_path, wave, wrap):
+    src = tiny_model(seed=0)
+    path = tmp_path / "w.pt"
+    state = src.state_dict()
+    torch.save({"state_dict": state, "labels": ["a", "b", "c"]} if wrap else state, path)
+    fresh = tiny_model(seed=1)
+    loaded = tiny_model(seed=1, checkpoint_path=str(path))
+    with torch.no_grad():
+        ref, got, other = src(wave)["clip"], loaded(wave)["clip"], fresh(wave)["clip"]
+    assert torch.allclose(got, ref) and not torch.allclose(other, ref)
+
+
+def test_checkpoint_backbone_only_adapts_in_chans(tmp_path):
+    rgb = SEDModel(C, TINY_BACKBONE, MelFrontend(sample_rate=SR, n_mels=32), in_chans=3)
+    path = tmp_path / "timm_backbone.pth"
+    torch.save(rgb.backbone.state_dict(), path)  # a bare timm state dict, 3 input channels
+    mono = tiny_model(checkpoint_path=str(path))
+    w = rgb.backbone.conv_stem.weight
+    assert torch.allclose(mono.backbone.conv_stem.weight, w.sum(dim=1, keepdim=True))
+    assert torch.equal(
+        mono.backbone.blocks[0][0].conv_dw.weight, rgb.backbone.blocks[0][0].conv_dw.weight
+    )
+
+
+def test_checkpoint_missing_file(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match="model.checkpoint_path") as err:
+        tiny_model(checkpoint_path=str(missing))
+    assert str(missing) in str(err.value)
+
+
+def test_frontend_onnx_parity(tmp_path, wave):
+    ort = pytest.importorskip("onnxruntime")
+    fe = MelFrontend(sample_rate=SR, n_mels=32, backend="torch", channels=3).eval()
+    path = tmp_path / "fe.onnx"
+    torch.onnx.export(
+        fe,
+        (wave,),
+        path,
+        dynamo=False,
+        opset_version=17,
+        input_names=["wave"],
+        dynamic_axes={"wave": {0: "batch"}},
+    )
+    x = torch.randn(3, SR)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"wave": x.numpy()}
+    )[0]
+    ref = fe(x).numpy()
+    assert np.abs(got - ref).max() < 1e-4

@@ -21,18 +21,34 @@ def _tone(seconds: float, freq: float = 1000.0, sr: int = SR) -> np.ndarray:
 
 def _write_layout(root: Path, rows: list[tuple[str, str, str]], labels: list[str]) -> None:
     (root / "train_audio").mkdir(parents=True)
-    pd.DataFrame({"primary_label": labels, "class_name": "Aves"}).to_csv(root / "taxonomy.csv", index=False)
+    pd.DataFrame({"primary_label": labels, "class_name": "Aves"}).to_csv(
+        root / "taxonomy.csv", index=False
+    )
     recs = []
     for lab, sec, name in rows:
         (root / "train_audio" / lab).mkdir(exist_ok=True)
         sf.write(root / "train_audio" / lab / name, _tone(2.0), SR, format="OGG", subtype="VORBIS")
-        recs.append({"primary_label": lab, "secondary_labels": sec, "filename": f"{lab}/{name}", "rating": 4.0})
+        recs.append(
+            {
+                "primary_label": lab,
+                "secondary_labels": sec,
+                "filename": f"{lab}/{name}",
+                "rating": 4.0,
+            }
+        )
     pd.DataFrame(recs).to_csv(root / "train.csv", index=False)
 
 
 @pytest.mark.parametrize(
     "cell,expected",
-    [("['a1', 'b2']", ["a1", "b2"]), ("[]", []), ("['']", []), (float("nan"), []), ("", []), ("['x']", ["x"])],
+    [
+        ("['a1', 'b2']", ["a1", "b2"]),
+        ("[]", []),
+        ("['']", []),
+        (float("nan"), []),
+        ("", []),
+        ("['x']", ["x"]),
+    ],
 )
 def test_parse_secondary_labels(cell, expected):
     assert parse_label_list(cell) == expected
@@ -44,7 +60,9 @@ def test_parse_secondary_labels_bad_literal_names_row():
 
 
 def test_metadata_label_order_and_secondary(tmp_path):
-    _write_layout(tmp_path, [("zz", "['aa', 'unknown']", "1.ogg"), ("aa", "[]", "2.ogg")], ["zz", "aa", "mm"])
+    _write_layout(
+        tmp_path, [("zz", "['aa', 'unknown']", "1.ogg"), ("aa", "[]", "2.ogg")], ["zz", "aa", "mm"]
+    )
     meta = load_metadata(tmp_path)
     assert meta.labels == ["zz", "aa", "mm"]  # taxonomy order, not sorted
     assert meta.train["label_idx"].tolist() == [0, 1]
@@ -58,7 +76,9 @@ def test_metadata_errors_name_file_and_problem(tmp_path):
     _write_layout(tmp_path, [("zz", "[]", "1.ogg")], ["aa"])
     with pytest.raises(DataError, match=r"train.csv.*zz.*not in taxonomy"):
         load_metadata(tmp_path)
-    pd.DataFrame({"primary_label": ["zz"], "filename": ["zz/1.ogg"]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"primary_label": ["zz"], "filename": ["zz/1.ogg"]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
     with pytest.raises(DataError, match=r"train.csv: missing column\(s\) \['secondary_labels'\]"):
         load_metadata(tmp_path)
 
@@ -107,7 +127,9 @@ def test_cache_round_trip_reuse_and_bad_files(tmp_path):
     again = build_audio_cache([str(a), str(b), str(bad)], tmp_path / "c", SR, progress=False)
     assert again.index.equals(cache.index)
     sf.write(b, _tone(1.0, 500.0, 16000), 16000)
-    changed = AudioCache(build_audio_cache([str(a), str(b)], tmp_path / "c", SR, progress=False).folder)
+    changed = AudioCache(
+        build_audio_cache([str(a), str(b)], tmp_path / "c", SR, progress=False).folder
+    )
     assert changed.length(str(b)) == SR and changed.length(str(a)) == int(1.5 * SR)
     np.testing.assert_allclose(changed[str(a)], ref, atol=1e-3)
 
@@ -116,7 +138,9 @@ def test_train_crops_and_windows(tmp_path):
     a = tmp_path / "a.wav"
     sf.write(a, _tone(3.0), SR)
     cache = build_audio_cache([str(a)], tmp_path / "c", SR, progress=False)
-    ds = TrainCrops(cache, [str(a)], [1], [[2]], [0.0], 3, SR, secondary_target=0.5, rating_weighted=True)
+    ds = TrainCrops(
+        cache, [str(a)], [1], [[2]], [0.0], 3, SR, secondary_target=0.5, rating_weighted=True
+    )
     wave, y, w = ds[0]
     assert wave.shape == (SR,) and y.tolist() == [0.0, 1.0, 0.5] and float(w) == 1.0
     ds.set_epoch(1)

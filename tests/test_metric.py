@@ -44,7 +44,9 @@ def test_shape_mismatch_raises():
 
 def test_score_submission_matches_rows_by_id_and_columns_by_name():
     sol = pd.DataFrame({"row_id": ["a_5", "a_10", "b_5"], "x": [1, 0, 0], "y": [0, 1, 1]})
-    sub = pd.DataFrame({"row_id": ["b_5", "a_5", "a_10"], "y": [0.9, 0.1, 0.8], "x": [0.1, 0.9, 0.2]})
+    sub = pd.DataFrame(
+        {"row_id": ["b_5", "a_5", "a_10"], "y": [0.9, 0.1, 0.8], "x": [0.1, 0.9, 0.2]}
+    )
     assert score_submission(sol, sub) == 1.0
     with pytest.raises(ValueError, match="lacks label"):
         score_submission(sol, sub.drop(columns="x"))

@@ -50,6 +50,8 @@ def load_audio(
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: zero-length file (no audio samples)")
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate

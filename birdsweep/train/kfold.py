@@ -20,6 +20,7 @@ from birdsweep.config import build
 from birdsweep.data.dataset import TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
+from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
 from birdsweep.train.validate import validate_config
@@ -137,7 +138,13 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     settings = TrainerSettings.from_config(cfg.trainer)
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
+    dist = D.init_distributed(settings.dist_backend)
+    if not dist.is_main:  # rank 0 generates/decodes first; the others then reuse its cache
+        logging.getLogger("birdsweep").setLevel(logging.WARNING)  # rank 0 reports
+        D.barrier()
     data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), settings.progress)
+    if dist.is_main:
+        D.barrier()
     labels = data.meta.labels
     chash = config_hash(cfg)
     if cfg.get("init") and cfg.init.get("from_task"):  # a new earlier stage means new folds
@@ -154,6 +161,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
 
     tracker = build(
         cfg.logger,
+        **({} if dist.is_main else {"enabled": False}),
         tags={"config_hash": chash, "task_name": cfg.task_name, **dict(cfg.get("tags") or {})},
     )
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
@@ -216,7 +224,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
                     res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sp)
                     sc_probs.append(sp)
-                if not res.reused:
+                if not res.reused and dist.is_main:
                     atomic_write_bytes(fold_dir / "val_probs.npy", lambda f, p=probs: np.save(f, p))
                     atomic_write_json(done, {**res.__dict__, "reused": False})
                 tracker.set_tags({"checkpoint": res.checkpoint})
@@ -245,15 +253,16 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             ckpt_root,
             tracker,
         )
-        atomic_write_json(
-            pointer,
-            {
-                "checkpoint_dir": str(ckpt_root),
-                "cv_macro_auc": summary.cv_macro_auc,
-                "run_id": summary.run_id,
-                "labels": list(labels),
-            },
-        )
+        if dist.is_main:
+            atomic_write_json(
+                pointer,
+                {
+                    "checkpoint_dir": str(ckpt_root),
+                    "cv_macro_auc": summary.cv_macro_auc,
+                    "run_id": summary.run_id,
+                    "labels": list(labels),
+                },
+            )
         status = "FINISHED"
         return summary
     except StopJob as exc:
@@ -286,6 +295,9 @@ def _train_fold(
     model = build(cfg.model, num_classes=len(labels))
     if cfg.get("init") and cfg.init.get("from_task"):
         init_from_stage(model, cfg, k, labels)
+    if D.current().enabled:  # same start on every rank, different augmentation draws
+        D.broadcast_module(model)
+        torch.manual_seed(int(cfg.seed) + k + 1000 * D.current().rank)
     if settings.freeze_backbone:
         for part in (model.frontend, model.backbone):
             part.requires_grad_(False)
@@ -440,9 +452,10 @@ def _summarise(
             soundscape_targets=data.soundscapes.targets,
             soundscape_row_ids=np.array(data.soundscapes.row_ids),
         )
-    pred_file = ckpt_root / "predictions.npz"
-    atomic_write_bytes(pred_file, lambda f: np.savez_compressed(f, **preds))
-    tracker.log_artifact(pred_file)
+    if D.current().is_main:
+        pred_file = ckpt_root / "predictions.npz"
+        atomic_write_bytes(pred_file, lambda f: np.savez_compressed(f, **preds))
+        tracker.log_artifact(pred_file)
     return KFoldSummary(
         folds=results,
         cv_macro_auc=cv,

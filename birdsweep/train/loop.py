@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from birdsweep.evaluate.metric import macro_auc
+from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class TrainerSettings:
     max_minutes: float | None = None  # stop a fold's training after this wall time
     resume: bool = True
     freeze_backbone: bool = False  # train only the head (front end and backbone frozen)
+    dist_backend: str = "gloo"  # process-group backend under torchrun (gloo | nccl)
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -173,14 +176,21 @@ class FoldTrainer:
             The :class:`FitResult` of the best epoch; ``best.pt`` holds its weights.
         """
         s = self.s
+        dist = D.current()
         gen = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
+        if dist.enabled:
+            if sampler is not None:
+                raise ValueError(
+                    "trainer=ddp shards the data with a DistributedSampler; use sampler=random"
+                )
+            sampler = DistributedSampler(train_ds, shuffle=True, seed=int(gen.initial_seed()))
         loader = DataLoader(
             train_ds,
             batch_size=s.batch_size,
             shuffle=sampler is None,
             sampler=sampler,
             num_workers=s.num_workers,
-            drop_last=len(train_ds) > s.batch_size,
+            drop_last=(len(sampler) if sampler is not None else len(train_ds)) > s.batch_size,
             pin_memory=self.device.type == "cuda",
             persistent_workers=s.num_workers > 0,
             generator=gen,
@@ -215,11 +225,14 @@ class FoldTrainer:
 
         t0 = time.monotonic()
         for epoch in range(start_epoch, s.epochs):
-            if hasattr(train_ds, "set_epoch"):
-                train_ds.set_epoch(epoch)
+            for obj in (train_ds, sampler):
+                if hasattr(obj, "set_epoch"):
+                    obj.set_epoch(epoch)
             train_loss = self._train_epoch(loader, optimizer, scheduler, scaler, ema, epoch, desc)
+            train_loss = D.mean_across_ranks(train_loss)
             eval_model = ema if ema is not None else self.model
-            probs = predict(eval_model, val_ds, s.eval_batch_size, self.device, s.amp)
+            shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
+            probs = D.gather_rows(predict(eval_model, shard, s.eval_batch_size, self.device, s.amp))
             auc = macro_auc(val_targets, probs)
             metrics = {
                 "train_loss": train_loss,
@@ -233,7 +246,8 @@ class FoldTrainer:
             score = auc if math.isfinite(auc) else -train_loss
             if score > best.best_auc or best.best_epoch < 0:
                 best.best_epoch, best.best_auc, best.val_probs = epoch, score, probs
-                save_checkpoint(best_path, self._state(eval_model, epoch, auc))
+                if dist.is_main:
+                    save_checkpoint(best_path, self._state(eval_model, epoch, auc))
             last = self._state(self.model, epoch, auc)
             last.update(
                 optimizer=optimizer.state_dict(),
@@ -247,7 +261,9 @@ class FoldTrainer:
             )
             if ema is not None:
                 last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}
-            save_checkpoint(last_path, last)
+            if dist.is_main:
+                save_checkpoint(last_path, last)
+            D.barrier()
             log.info(
                 "%s epoch %d/%d: loss %.4f, val macro AUC %.4f",
                 desc,
@@ -269,7 +285,10 @@ class FoldTrainer:
             model.backbone.eval()  # frozen: keep BatchNorm statistics as loaded
         total, count = 0.0, 0
         bar = tqdm(
-            loader, desc=f"{desc} ep{epoch + 1}/{s.epochs}", leave=False, disable=not s.progress
+            loader,
+            desc=f"{desc} ep{epoch + 1}/{s.epochs}",
+            leave=False,
+            disable=not s.progress or not D.current().is_main,
         )
         for wave, target, weight in bar:
             wave = wave.to(self.device, non_blocking=True)
@@ -288,6 +307,7 @@ class FoldTrainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            D.average_gradients(model)
             if s.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)

@@ -10,7 +10,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from birdsweep.train.kfold import KFoldSummary, run_kfold
+from birdsweep.sweep.trial import attach_trial
+from birdsweep.train.distributed import current as current_rank
+from birdsweep.train.kfold import KFoldSummary, StopJob, run_kfold
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,17 @@ def train_task(cfg: DictConfig) -> float:
     """
     out_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
     try:
-        summary = run_kfold(cfg)
+        # inside an Optuna sweep: report each fold to the trial and prune (birdsweep.sweep)
+        cfg, on_fold_end = attach_trial(cfg)
+        summary = run_kfold(cfg, on_fold_end=on_fold_end)
+    except StopJob as exc:  # stopped on purpose (a pruned sweep trial): not an error
+        log.info("%s; outputs in %s", exc, out_dir)
+        raise
     except Exception:
         log.exception("training failed; outputs in %s", out_dir)
         raise
+    if not current_rank().is_main:  # under torchrun only rank 0 reports
+        return float(summary.cv_macro_auc)
     print_summary(summary)
     if out_dir:
         Console().print(f"outputs: {out_dir}")

@@ -32,6 +32,13 @@ def sqlite_uri(path: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _as_uri(location: str | None) -> str | None:
+    """An absolute ``file:`` URI for a local folder (URIs such as s3://… pass through)."""
+    if not location or "://" in location:
+        return location
+    return Path(location).absolute().as_uri()
+
+
 class MLflowTracker:
     """Thin wrapper over the MLflow client API used by the training task.
 
@@ -41,6 +48,8 @@ class MLflowTracker:
         run_name: parent run name.
         enabled: False turns every call into a no-op (tests, dry runs).
         tags: extra tags on the parent run.
+        artifact_location: where a NEW experiment stores artifacts (default: MLflow's
+            ``./mlruns`` of the current folder); existing experiments keep theirs.
     """
 
     def __init__(
@@ -50,6 +59,7 @@ class MLflowTracker:
         run_name: str | None = None,
         enabled: bool = True,
         tags: Mapping[str, Any] | None = None,
+        artifact_location: str | None = None,
     ):
         self.enabled = enabled
         self.run_name = run_name
@@ -68,7 +78,11 @@ class MLflowTracker:
         self.client = MlflowClient(tracking_uri)
         exp = self.client.get_experiment_by_name(experiment_name)
         self.experiment_id = (
-            exp.experiment_id if exp else self.client.create_experiment(experiment_name)
+            exp.experiment_id
+            if exp
+            else self.client.create_experiment(
+                experiment_name, artifact_location=_as_uri(artifact_location)
+            )
         )
 
     @property

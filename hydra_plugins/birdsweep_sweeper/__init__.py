@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin ``hydra/sweeper=birdsweep_optuna`` (see :mod:`birdsweep.sweep`)."""

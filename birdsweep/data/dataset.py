@@ -48,6 +48,7 @@ class TrainCrops(Dataset):
         rating_weighted: weight samples by ``rating / 5`` (unrated = 1).
         clip_transform: optional per-clip CPU transform ``f(wave, sample_rate)``.
         seed: base seed; crops differ per epoch via :meth:`set_epoch`.
+        repeats: each clip appears this many times per epoch, each time with its own crop.
     """
 
     def __init__(
@@ -63,7 +64,11 @@ class TrainCrops(Dataset):
         rating_weighted: bool = False,
         clip_transform: ClipTransform | None = None,
         seed: int = 0,
+        repeats: int = 1,
     ):
+        if repeats < 1:
+            raise ValueError(f"data.clip_repeats must be >= 1, got {repeats}")
+        self.repeats = int(repeats)
         self.cache = cache
         self.paths = list(paths)
         self.primary = list(primary)
@@ -86,10 +91,11 @@ class TrainCrops(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.paths) * self.repeats
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, item))
+        i = item % len(self.paths)
         path = self.paths[i]
         n = self.cache.length(path)
         start = int(rng.integers(0, n - self.crop + 1)) if n > self.crop else 0

@@ -109,6 +109,7 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
         rating_weighted=bool(getattr(loss_fn, "rating_weighted", False)),
         clip_transform=clip_tf,
         seed=int(cfg.seed) + k,
+        repeats=int(cfg.data.get("clip_repeats", 1)),
     )
     vpaths = va["path"].tolist()
     wins = clip_windows(data.cache, vpaths, win, int(cfg.data.val_windows_per_clip))
@@ -303,8 +304,8 @@ def _train_fold(
             part.requires_grad_(False)
     sampler = build(
         cfg.sampler,
-        primary=tr["label_idx"].tolist(),
-        secondary=tr["secondary_idx"].tolist(),
+        primary=tr["label_idx"].tolist() * train_ds.repeats,
+        secondary=tr["secondary_idx"].tolist() * train_ds.repeats,
         num_classes=len(labels),
         num_samples=len(train_ds),
     )

@@ -157,3 +157,42 @@ def clip_windows(
         n = max(1, (cache.length(p) + window_samples // 2) // window_samples)
         out.extend((j, k * window_samples) for k in range(min(n, max_windows)))
     return out
+
+
+class PseudoMix(Dataset):
+    """Training items that are pseudo-labelled soundscape windows with probability ``prob``.
+
+    Item ``i`` is, by a per-epoch coin flip, either ``clips[i]`` or a random pseudo-labelled
+    window (soft targets, weight 1), so batches mix both at the rate ``prob``.
+
+    Args:
+        clips: the training crops (:class:`TrainCrops`).
+        windows: pseudo-labelled windows (:class:`Windows`).
+        prob: share of items replaced by pseudo-labelled windows.
+        seed: base seed of the coin flips.
+    """
+
+    def __init__(self, clips: TrainCrops, windows: Windows, prob: float, seed: int = 0):
+        if not 0 <= prob <= 1:
+            raise ValueError(f"data.pseudo_prob must be in [0, 1], got {prob}")
+        self.clips, self.windows, self.prob, self.seed = clips, windows, float(prob), seed
+        self.epoch = 0
+
+    @property
+    def repeats(self) -> int:
+        return self.clips.repeats
+
+    def set_epoch(self, epoch: int) -> None:
+        """New coin flips and crops for the next epoch."""
+        self.epoch = epoch
+        self.clips.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, i, 1))
+        if len(self.windows) and rng.random() < self.prob:
+            wave, target = self.windows[int(rng.integers(len(self.windows)))]
+            return wave, target, torch.tensor(1.0)
+        return self.clips[i]

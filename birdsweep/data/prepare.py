@@ -30,6 +30,7 @@ class SoundscapeSet:
     row_ids: list[str]
     items: list[tuple[str, int]]  # (path, start sample) per window
     targets: np.ndarray  # [N, C] in label order
+    folds: np.ndarray | None = None  # fold id per window (pseudo-labels: by soundscape file)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class PreparedData:
     sample_rate: int
     bad_files: pd.DataFrame = field(default_factory=pd.DataFrame)
     soundscapes: SoundscapeSet | None = None
+    pseudo: SoundscapeSet | None = None
     noise_paths: list[str] = field(default_factory=list)
     noise_cache_dir: Path | None = None
     noise_max_seconds: float | None = None
@@ -110,6 +112,39 @@ def load_soundscape_labels(
     return df["row_id"].astype(str).tolist(), paths, ends, y
 
 
+def load_soundscape_set(
+    labels_csv: Path,
+    audio_dir: Path,
+    labels: list[str],
+    data_cfg: Any,
+    cache_root: Path,
+    progress: bool = True,
+) -> SoundscapeSet:
+    """Windows of a ``row_id`` + label-columns table (ground truth or pseudo-labels), decoded
+    into the cache; windows whose soundscape cannot be decoded are dropped with a warning."""
+    sr = int(data_cfg.sample_rate)
+    row_ids, paths, ends, y = load_soundscape_labels(labels_csv, audio_dir, labels)
+    uniq = sorted({str(p) for p in paths})
+    cache = build_audio_cache(
+        uniq,
+        cache_root / f"soundscapes_{_key(audio_dir, sr)}",
+        sr,
+        None,
+        int(data_cfg.get("decode_workers", 2)),
+        progress,
+    )
+    win = int(round(float(data_cfg.window_seconds) * sr))
+    items = [(str(p), max(0, e * sr - win)) for p, e in zip(paths, ends, strict=True)]
+    keep = [i for i, (p, _) in enumerate(items) if p in cache]
+    if len(keep) < len(items):
+        log.warning(
+            "%s: %d window(s) of undecodable soundscapes dropped",
+            labels_csv,
+            len(items) - len(keep),
+        )
+    return SoundscapeSet(cache, [row_ids[i] for i in keep], [items[i] for i in keep], y[keep])
+
+
 def prepare_data(
     data_cfg: Any, cache_dir: str | Path, seed: int = 0, progress: bool = True
 ) -> PreparedData:
@@ -156,19 +191,36 @@ def prepare_data(
     soundscapes = None
     labels_csv = Path(str(data_cfg.get("soundscape_labels") or ""))
     if data_cfg.get("soundscape_labels") and labels_csv.is_file():
-        audio_dir = Path(str(data_cfg.soundscape_dir))
-        row_ids, paths, ends, y = load_soundscape_labels(labels_csv, audio_dir, meta.labels)
-        uniq = sorted({str(p) for p in paths})
-        sc_cache = build_audio_cache(
-            uniq, cache_root / f"soundscapes_{_key(audio_dir, sr)}", sr, None, workers, progress
+        soundscapes = load_soundscape_set(
+            labels_csv,
+            Path(str(data_cfg.soundscape_dir)),
+            meta.labels,
+            data_cfg,
+            cache_root,
+            progress,
         )
-        win = int(round(float(data_cfg.window_seconds) * sr))
-        items = [(str(p), max(0, e * sr - win)) for p, e in zip(paths, ends, strict=True)]
-        keep = [i for i, (p, _) in enumerate(items) if p in sc_cache]
-        soundscapes = SoundscapeSet(
-            sc_cache, [row_ids[i] for i in keep], [items[i] for i in keep], y[keep]
+        log.info("%d labelled soundscape windows from %s", len(soundscapes.items), labels_csv)
+
+    pseudo = None
+    if data_cfg.get("pseudo_labels"):
+        pseudo_csv = Path(str(data_cfg.pseudo_labels))
+        if not pseudo_csv.is_file():
+            raise DataError(
+                f"data.pseudo_labels: {pseudo_csv} not found; write it with `birdsweep pseudo-label`"
+            )
+        pseudo = load_soundscape_set(
+            pseudo_csv,
+            Path(str(data_cfg.pseudo_audio_dir)),
+            meta.labels,
+            data_cfg,
+            cache_root,
+            progress,
         )
-        log.info("%d labelled soundscape windows from %s", len(keep), labels_csv)
+        files = sorted({p for p, _ in pseudo.items})
+        pseudo.folds = np.array(  # whole soundscapes per fold: a file's windows stay together
+            [files.index(p) % n_folds for p, _ in pseudo.items], dtype=int
+        )
+        log.info("%d pseudo-labelled windows from %d soundscapes", len(pseudo.items), len(files))
 
     noise_paths: list[str] = []
     noise_dir = data_cfg.get("noise_soundscapes_dir")
@@ -186,6 +238,7 @@ def prepare_data(
         sample_rate=sr,
         bad_files=bad.reset_index(drop=True),
         soundscapes=soundscapes,
+        pseudo=pseudo,
         noise_paths=noise_paths,
         noise_cache_dir=cache_root / f"noise_{_key(noise_dir, sr, len(noise_paths), seed)}",
         noise_max_seconds=data_cfg.get("noise_max_seconds"),

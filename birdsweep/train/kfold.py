@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from birdsweep.config import build
-from birdsweep.data.dataset import TrainCrops, Windows, clip_windows
+from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
 from birdsweep.train import distributed as D
@@ -111,6 +111,11 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
         seed=int(cfg.seed) + k,
         repeats=int(cfg.data.get("clip_repeats", 1)),
     )
+    if data.pseudo is not None and float(cfg.data.pseudo_prob) > 0:
+        ps = data.pseudo
+        own = np.flatnonzero(ps.folds != k)  # never the soundscapes of the held-out fold
+        windows = Windows(ps.cache, [ps.items[i] for i in own], ps.targets[own], win)
+        train_ds = PseudoMix(train_ds, windows, float(cfg.data.pseudo_prob), int(cfg.seed) + k)
     vpaths = va["path"].tolist()
     wins = clip_windows(data.cache, vpaths, win, int(cfg.data.val_windows_per_clip))
     vt = np.zeros((len(wins), data.meta.num_classes), dtype=np.float32)

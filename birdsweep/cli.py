@@ -93,6 +93,23 @@ def _infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from birdsweep.evaluate.report import write_report
+
+    page = write_report(
+        args.run,
+        args.out,
+        args.tracking_uri,
+        args.data_root,
+        classes_per_page=args.classes_per_page,
+        top_pairs=args.top_pairs,
+        log_to_mlflow=not args.no_log,
+    )
+    logged = "" if args.no_log else f" (and logged to run {args.run} as report/)"
+    print(f"report written to {page}{logged}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``birdsweep`` command."""
     parser = argparse.ArgumentParser(prog="birdsweep", description=__doc__)
@@ -160,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="windows per onnxruntime call")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per onnxruntime call")
     p.add_argument(
         "--fail-windows",
         type=int,
@@ -169,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
+
+    p = sub.add_parser("report", help="error-analysis report (PNGs + one HTML page) of a run")
+    p.add_argument("--run", required=True, help="MLflow parent run id of a `python run.py` job")
+    p.add_argument("--out", required=True, help="folder to write the report into")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///outputs/mlflow.db)",
+    )
+    p.add_argument(
+        "--data-root", help="data folder for the data-set page (default: the run's data.root)"
+    )
+    p.add_argument("--classes-per-page", type=int, default=24, help="classes per ROC/PR figure")
+    p.add_argument("--top-pairs", type=int, default=20, help="rows of the confused-pairs tables")
+    p.add_argument("--no-log", action="store_true", help="do not log the report to the run")
+    p.set_defaults(func=_report)
     return parser
 
 

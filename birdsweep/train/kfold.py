@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from birdsweep.atomic import atomic_write_bytes, atomic_write_json
 from birdsweep.config import build
 from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
 from birdsweep.train import distributed as D
-from birdsweep.train.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint
+from birdsweep.train.checkpoint import load_checkpoint
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
 from birdsweep.train.validate import validate_config
 
@@ -384,7 +385,8 @@ def init_from_stage(model: torch.nn.Module, cfg: DictConfig, fold: int, labels: 
 
 def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -> torch.nn.Module:
     """Rebuild the model of ``cfg.model`` and load a fold checkpoint into it (eval mode)."""
-    model = build(cfg.model, num_classes=num_classes)
+    # the checkpoint holds every weight: never fetch or load the initial ones again
+    model = build(cfg.model, num_classes=num_classes, pretrained=False, checkpoint_path=None)
     model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
     return model.eval()
 

@@ -1,0 +1,337 @@
+"""Export chosen fold checkpoints as one ONNX CPU ensemble folder (ONNX graphs + manifest)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+import birdsweep
+from birdsweep.atomic import atomic_write_json
+from birdsweep.data.audio import AudioError, list_audio_files
+from birdsweep.export.graph import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    EnsembleGraph,
+    export_onnx,
+    frontend_signature,
+    group_by_frontend,
+    load_model,
+    max_abs_diff,
+    onnx_session,
+)
+from birdsweep.export.manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from birdsweep.export.select import FoldSource
+from birdsweep.infer.combine import COMBINE_METHODS
+from birdsweep.infer.stream import WindowReader
+
+log = logging.getLogger(__name__)
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and PyTorch disagree by more than the tolerance."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_ensemble` wrote.
+
+    Attributes:
+        out_dir: the ensemble folder.
+        manifest: the manifest written to ``out_dir/manifest.json``.
+        mlflow_run_id: the MLflow run tagged ``ensemble`` (None without tracking).
+    """
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    mlflow_run_id: str | None = None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_compatible(sources: Sequence[FoldSource], cks: list[dict], cfgs: list[Any]) -> None:
+    ref_labels, ref_path = list(cks[0]["labels"]), sources[0].checkpoint
+    ref_io = (int(cfgs[0].data.sample_rate), float(cfgs[0].data.window_seconds))
+    for src, ck, cfg in zip(sources[1:], cks[1:], cfgs[1:], strict=True):
+        labels = list(ck["labels"])
+        if labels != ref_labels:
+            diff = next(
+                (i for i, (a, b) in enumerate(zip(ref_labels, labels, strict=False)) if a != b),
+                min(len(labels), len(ref_labels)),
+            )
+            raise ValueError(
+                f"label lists differ between checkpoints {ref_path} ({len(ref_labels)} labels) and "
+                f"{src.checkpoint} ({len(labels)} labels), first at position {diff}: "
+                f"{ref_labels[diff] if diff < len(ref_labels) else None!r} vs "
+                f"{labels[diff] if diff < len(labels) else None!r}; export models trained on the "
+                "same taxonomy.csv together"
+            )
+        io = (int(cfg.data.sample_rate), float(cfg.data.window_seconds))
+        if io != ref_io:
+            raise ValueError(
+                f"data.sample_rate / data.window_seconds differ between checkpoints {ref_path} "
+                f"{ref_io} and {src.checkpoint} {io}; one ensemble has one input size"
+            )
+
+
+def _real_windows(
+    files: Sequence[Path], reader: WindowReader, n: int, per_file: int = 2
+) -> np.ndarray | None:
+    out: list[np.ndarray] = []
+    for f in files:
+        try:
+            for chunk in reader.iter_windows(f):
+                out.append(chunk.windows[:per_file])
+                break
+        except AudioError as exc:
+            log.warning("parity audio: %s", exc)
+        if sum(len(o) for o in out) >= n:
+            break
+    return np.concatenate(out)[:n] if out else None
+
+
+def _parity_files(cfg: Any, parity_audio: Sequence[str | Path] | None) -> list[Path]:
+    if parity_audio:
+        files: list[Path] = []
+        for p in parity_audio:
+            files.extend(list_audio_files(p))
+        return files
+    for key in ("soundscape_dir", "noise_soundscapes_dir"):
+        d = OmegaConf.select(cfg, f"data.{key}")
+        if d and Path(str(d)).is_dir():
+            found = list_audio_files(str(d))
+            if found:
+                return found
+    return []
+
+
+def export_ensemble(
+    sources: Sequence[FoldSource],
+    out_dir: str | Path,
+    *,
+    shared_frontend: bool = True,
+    opset: int = 18,
+    dynamo: bool = True,
+    combine: str = "rank",
+    parity_random_windows: int = 4,
+    parity_audio: Sequence[str | Path] | None = None,
+    parity_real_windows: int = 8,
+    tolerance: float = 1e-4,
+    threads: int | None = None,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    experiment: str = "birdsweep",
+    selection: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export fold checkpoints to an ONNX ensemble folder and check it against PyTorch.
+
+    Models whose front ends are identical share one graph that computes the mel spectrogram
+    once (``wave [B, samples]`` → ``probs [B, M, C]``); others get a graph per front end.
+
+    Args:
+        sources: the chosen folds (see :mod:`birdsweep.export.select`).
+        out_dir: folder to write (``*.onnx`` + ``manifest.json``).
+        shared_frontend: share the front end between models that allow it; False writes one
+            graph per model.
+        opset: ONNX opset (>= 17).
+        dynamo: use the ``torch.export``-based exporter (False = legacy TorchScript one).
+        combine: default combination recorded in the manifest (``rank`` | ``mean``).
+        parity_random_windows: random-noise windows in the parity check.
+        parity_audio: audio files/folders for the real-window parity check (None = the
+            training config's ``data.soundscape_dir`` or ``data.noise_soundscapes_dir``).
+        parity_real_windows: real windows in the parity check.
+        tolerance: largest allowed ``|onnx - torch|`` probability.
+        threads: onnxruntime threads for the check.
+        seed: seed of the random windows.
+        tracking_uri: log the folder to MLflow as a new run tagged ``ensemble`` (None = no).
+        experiment: MLflow experiment of that run.
+        selection: how ``sources`` were chosen (recorded in the manifest).
+        overwrite: replace an existing ensemble in ``out_dir``.
+
+    Returns:
+        An :class:`ExportResult`.
+
+    Raises:
+        ValueError: no sources, label lists / input sizes differ, or ``out_dir`` holds an
+            ensemble and ``overwrite`` is False.
+        ParityError: ONNX output differs from PyTorch by more than ``tolerance``.
+    """
+    if not sources:
+        raise ValueError("no fold checkpoints to export")
+    if combine not in COMBINE_METHODS:
+        raise ValueError(f"combine: {combine!r} is not one of {COMBINE_METHODS}")
+    out_dir = Path(out_dir)
+    if (out_dir / MANIFEST).is_file() and not overwrite:
+        raise ValueError(
+            f"--out {out_dir}: already holds an ensemble; pass --overwrite to replace it"
+        )
+    old_files = []
+    if (out_dir / MANIFEST).is_file():
+        try:
+            old_files = [g["file"] for g in json.loads((out_dir / MANIFEST).read_text())["graphs"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s: unreadable old manifest; its model files are left in place", out_dir)
+    loaded = [load_model(s.checkpoint) for s in sources]
+    models = [m for m, _ in loaded]
+    cks = [ck for _, ck in loaded]
+    cfgs = [OmegaConf.create(ck["config"]) for ck in cks]
+    _check_compatible(sources, cks, cfgs)
+    labels = list(cks[0]["labels"])
+    sr, window_seconds = int(cfgs[0].data.sample_rate), float(cfgs[0].data.window_seconds)
+    reader = WindowReader(sr, window_seconds)
+    win = reader.window_samples
+
+    tracker = None
+    if tracking_uri:
+        from birdsweep.track.mlflow_tracker import MLflowTracker
+
+        src_runs = sorted({s.parent_run_id or s.run_id for s in sources if s.run_id})
+        tracker = MLflowTracker(
+            tracking_uri,
+            experiment_name=experiment,
+            run_name="ensemble",
+            tags={"ensemble": "true", "source_runs": ",".join(src_runs)[:5000]},
+        )
+        tracker.start(
+            params={
+                "n_models": len(sources),
+                "combine": combine,
+                "opset": opset,
+                "dynamo": dynamo,
+                "shared_frontend": shared_frontend,
+                **{f"selection.{k}": v for k, v in (selection or {}).items()},
+            }
+        )
+    status = "FAILED"
+    try:
+        rng = np.random.default_rng(seed)
+        rand = (rng.standard_normal((parity_random_windows, win)) * 0.1).astype(np.float32)
+        real = _real_windows(_parity_files(cfgs[0], parity_audio), reader, parity_real_windows)
+        if real is None:
+            log.warning("parity: no real audio found (pass parity_audio); random windows only")
+        groups = group_by_frontend(models, shared_frontend)
+        graphs, worst = [], {"random": 0.0, "real": 0.0 if real is not None else None}
+        for gi, idx in enumerate(groups):
+            name = "ensemble.onnx" if len(groups) == 1 else f"ensemble_{gi}.onnx"
+            module = EnsembleGraph(
+                [models[i] for i in idx],
+                shared_frontend=frontend_signature(models[idx[0]]) is not None,
+            ).eval()
+            export_onnx(module, out_dir / name, win, opset=opset, dynamo=dynamo)
+            sess = onnx_session(out_dir / name, threads)
+            d_rand = max_abs_diff(module, sess, rand)
+            d_real = max_abs_diff(module, sess, real) if real is not None else None
+            log.info(
+                "parity %s: max |onnx - torch| random %.2e, real %s",
+                name,
+                d_rand,
+                "n/a" if d_real is None else f"{d_real:.2e}",
+            )
+            for kind, d in (("random", d_rand), ("real", d_real)):
+                if d is not None and not d <= tolerance:
+                    raise ParityError(
+                        f"{out_dir / name}: ONNX and PyTorch probabilities differ by {d:.3g} on "
+                        f"{kind} windows (tolerance {tolerance:g}); try dynamo=False or another "
+                        "opset, and report the model config"
+                    )
+                if d is not None:
+                    worst[kind] = max(worst[kind], d)
+            graphs.append(
+                {
+                    "file": name,
+                    "models": idx,
+                    "shared_frontend": module.shared_frontend,
+                    "sha256": _sha256(out_dir / name),
+                    "bytes": (out_dir / name).stat().st_size,
+                    "parity_max_abs_diff": {"random": d_rand, "real": d_real},
+                }
+            )
+        entries = []
+        for i, (src, ck, cfg, m) in enumerate(zip(sources, cks, cfgs, models, strict=True)):
+            entries.append(
+                {
+                    "index": i,
+                    **src.to_dict(),
+                    "epoch": ck.get("epoch"),
+                    "backbone": OmegaConf.select(cfg, "model.backbone"),
+                    "frontend_signature": frontend_signature(m),
+                }
+            )
+        scores = [s.score for s in sources if math.isfinite(s.score)]
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "birdsweep_version": birdsweep.__version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "labels": labels,
+            "num_classes": len(labels),
+            "sample_rate": sr,
+            "window_seconds": window_seconds,
+            "window_samples": win,
+            "input": {"name": INPUT_NAME, "shape": ["batch", win], "dtype": "float32"},
+            "output": {
+                "name": OUTPUT_NAME,
+                "shape": ["batch", "models_in_graph", len(labels)],
+                "meaning": "sigmoid(clip logits) of each model of the graph",
+            },
+            "graphs": graphs,
+            "models": entries,
+            "mean_fold_score": float(np.mean(scores)) if scores else None,
+            "combine": combine,
+            "selection": selection or {},
+            "parity": {
+                "tolerance": tolerance,
+                "random_windows": int(len(rand)),
+                "real_windows": 0 if real is None else int(len(real)),
+                "max_abs_diff": worst,
+            },
+            "exporter": {
+                "torch": torch.__version__,
+                "onnx_opset": max(opset, 18) if dynamo else opset,
+                "dynamo": dynamo,
+            },
+            "mlflow_run_id": tracker.parent_id if tracker else None,
+        }
+        atomic_write_json(out_dir / MANIFEST, manifest)
+        for stale in set(old_files) - {g["file"] for g in graphs}:
+            (out_dir / stale).unlink(missing_ok=True)
+        if tracker is not None:
+            tracker.log_metrics(
+                {
+                    "parity_max_abs_diff_random": worst["random"],
+                    "parity_max_abs_diff_real": worst["real"]
+                    if worst["real"] is not None
+                    else math.nan,
+                    "mean_fold_score": manifest["mean_fold_score"] or math.nan,
+                    "n_models": len(sources),
+                }
+            )
+            tracker.log_artifact(out_dir, "ensemble")
+        status = "FINISHED"
+        log.info(
+            "ensemble of %d model(s) in %d graph(s) written to %s",
+            len(models),
+            len(graphs),
+            out_dir,
+        )
+        return ExportResult(out_dir, manifest, tracker.parent_id if tracker else None)
+    finally:
+        if tracker is not None:
+            tracker.end(status)

@@ -1,0 +1,159 @@
+"""Read long recordings as fixed-length windows, a few at a time (bounded memory).
+
+Each chunk of ``chunk_windows`` windows is decoded with ``soundfile`` block reads, down-mixed
+and resampled on its own with enough context on both sides that the result equals resampling
+the whole file (the polyphase filter never sees a chunk edge).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from birdsweep.data.audio import AudioError, resample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Chunk:
+    """Consecutive windows of one file.
+
+    Attributes:
+        file_index: position of the file in the input list.
+        first_window: index of the first window in the file.
+        windows: ``[k, window_samples]`` float32 (the last window zero-padded).
+    """
+
+    file_index: int
+    first_window: int
+    windows: np.ndarray
+
+
+class WindowReader:
+    """Split audio files into ``window_seconds`` windows at ``sample_rate``, streaming.
+
+    Args:
+        sample_rate: rate the model expects; other rates are resampled (polyphase).
+        window_seconds: window length (the scoring unit, 5 s in BirdCLEF).
+        chunk_windows: windows decoded per read (memory per file ≈ this × window).
+        min_last_window_seconds: a trailing partial window shorter than this is dropped
+            (a file shorter than one window always gives one zero-padded window).
+        resample_margin_seconds: context decoded on each side of a chunk for resampling.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        window_seconds: float = 5.0,
+        chunk_windows: int = 12,
+        min_last_window_seconds: float = 1.0,
+        resample_margin_seconds: float = 0.05,
+    ) -> None:
+        if chunk_windows < 1:
+            raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
+        self.sample_rate = int(sample_rate)
+        self.window_seconds = float(window_seconds)
+        self.window_samples = int(round(self.window_seconds * self.sample_rate))
+        self.chunk_windows = int(chunk_windows)
+        self.min_last_window_seconds = float(min_last_window_seconds)
+        self.resample_margin_seconds = float(resample_margin_seconds)
+
+    def n_windows_for(self, seconds: float) -> int:
+        """Number of windows a recording of ``seconds`` gives."""
+        full = int(math.floor(seconds / self.window_seconds + 1e-9))
+        rest = seconds - full * self.window_seconds
+        if rest >= max(self.min_last_window_seconds, 1e-9) or full == 0:
+            full += 1
+        return full
+
+    def header_windows(self, path: str | Path) -> int | None:
+        """Windows expected from the file header (None when the header is unreadable)."""
+        try:
+            info = sf.info(str(path))
+        except Exception:
+            return None
+        if info.samplerate <= 0 or info.frames <= 0:
+            return None
+        return self.n_windows_for(info.frames / info.samplerate)
+
+    def iter_windows(self, path: str | Path, file_index: int = 0) -> Iterator[Chunk]:
+        """Yield :class:`Chunk` s of the file, in order.
+
+        Raises:
+            AudioError: the file cannot be opened or decoding fails part-way (chunks yielded
+                before the failure stay valid).
+        """
+        path = Path(path)
+        try:
+            f = sf.SoundFile(str(path))
+        except Exception as exc:
+            raise AudioError(f"{path}: cannot decode ({exc})") from exc
+        with f:
+            yield from self._iter(f, path, file_index)
+
+    def _iter(self, f: sf.SoundFile, path: Path, file_index: int) -> Iterator[Chunk]:
+        sr_in = int(f.samplerate)
+        win_in = self.window_seconds * sr_in  # input samples per window (may be fractional)
+        g = gcd(sr_in, self.sample_rate)
+        step = sr_in // g  # input alignment at which output samples fall on integers
+        margin = 0
+        if sr_in != self.sample_rate:
+            margin = int(math.ceil(self.resample_margin_seconds * sr_in / step)) * step
+        buf = np.zeros(0, dtype=np.float32)  # decoded input from `buf_start` on
+        buf_start = 0
+        eof = False
+        w = 0  # next window index
+        while True:
+            a = int(round(w * win_in))
+            b = int(round((w + self.chunk_windows) * win_in))
+            need = b + margin - (buf_start + len(buf))
+            if need > 0 and not eof:
+                try:
+                    data = f.read(frames=need, dtype="float32", always_2d=True)
+                except Exception as exc:
+                    raise AudioError(
+                        f"{path}: decoding failed after {buf_start + len(buf)} samples ({exc})"
+                    ) from exc
+                if len(data) < need:
+                    eof = True
+                mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+                if not np.isfinite(mono).all():
+                    raise AudioError(f"{path}: contains NaN or infinite samples")
+                buf = np.concatenate([buf, mono.astype(np.float32, copy=False)])
+            end = buf_start + len(buf)  # samples available (all of the file when eof)
+            if eof and end == 0:
+                raise AudioError(f"{path}: no audio samples (empty or zero-length file)")
+            k = self.chunk_windows
+            if eof and b >= end:
+                k = min(k, self.n_windows_for(end / sr_in) - w)  # the file's remaining windows
+                if k <= 0:
+                    return
+            lo = max(0, a - margin)
+            seg = buf[lo - buf_start : min(b + margin, end) - buf_start]
+            if sr_in != self.sample_rate:
+                out = resample(seg, sr_in, self.sample_rate)
+                skip = (a - lo) * self.sample_rate // sr_in
+                out = out[skip:]
+            else:
+                out = seg
+            n_out = k * self.window_samples
+            windows = np.zeros(n_out, dtype=np.float32)
+            m = min(n_out, len(out))
+            windows[:m] = out[:m]
+            yield Chunk(file_index, w, windows.reshape(k, self.window_samples))
+            w += k
+            # drop input no longer needed (keep `margin` before the next chunk start)
+            keep_from = max(0, int(round(w * win_in)) - margin)
+            if keep_from > buf_start:
+                buf = buf[keep_from - buf_start :]
+                buf_start = keep_from
+            if eof and int(round(w * win_in)) >= end:
+                return

@@ -44,7 +44,7 @@ def test_pseudo_windows_split_by_soundscape_and_mixed(tiny_cfg, tmp_path):
     assert (by_file.groupby("file")["fold"].nunique() == 1).all()  # a soundscape stays whole
     for k in range(int(tiny_cfg.data.n_folds)):
         loss_fn = type("L", (), {"secondary_target": 0.5, "rating_weighted": False})()
-        _, train_ds, _, _ = _fold_inputs(tiny_cfg, data, k, loss_fn, None)
+        train_ds = _fold_inputs(tiny_cfg, data, k, loss_fn, None).train_ds
         assert isinstance(train_ds, PseudoMix)
         held_out = set(by_file.loc[by_file["fold"] == k, "file"])
         assert not held_out & {p for p, _ in train_ds.windows.items}

@@ -74,6 +74,16 @@ class KFoldSummary:
     n_bad_files: int
 
 
+@dataclass
+class FoldInputs:
+    """The datasets of one fold."""
+
+    train_rows: pd.DataFrame  # training clips of the fold
+    train_ds: Any  # TrainCrops (or PseudoMix over it)
+    val_ds: Windows
+    val_targets: np.ndarray  # [len(val_ds), C]
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config parts that change what a fold learns."""
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -123,7 +133,7 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
     for i, (j, _) in enumerate(wins):
         vt[i, va["label_idx"].iloc[j]] = 1.0
     val_ds = Windows(data.cache, [(vpaths[j], s) for j, s in wins], vt, win)
-    return tr, train_ds, val_ds, vt
+    return FoldInputs(tr, train_ds, val_ds, vt)
 
 
 def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFoldSummary:
@@ -195,11 +205,15 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                 if noise is None:
                     noise = data.noise_clips(int(cfg.data.decode_workers), settings.progress)
                 aug.bind_noise(noise, data.sample_rate)
-            tr, train_ds, val_ds, vt = _fold_inputs(
-                cfg, data, k, loss_fn, getattr(aug, "clip_transform", None)
-            )
+            inputs = _fold_inputs(cfg, data, k, loss_fn, getattr(aug, "clip_transform", None))
             with tracker.child(f"fold{k}", tags={"fold": k}):
-                tracker.log_params({"fold": k, "n_train": len(tr), "n_val_windows": len(val_ds)})
+                tracker.log_params(
+                    {
+                        "fold": k,
+                        "n_train": len(inputs.train_rows),
+                        "n_val_windows": len(inputs.val_ds),
+                    }
+                )
                 if settings.resume and done.is_file():
                     res = FoldResult(**json.loads(done.read_text()))
                     res.reused = True
@@ -213,7 +227,6 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                             (fold_dir / f).unlink(missing_ok=True)
                     res, probs = _train_fold(
                         cfg,
-                        data,
                         k,
                         loss_fn,
                         aug,
@@ -221,10 +234,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                         fold_dir,
                         labels,
                         config_yaml,
-                        tr,
-                        train_ds,
-                        val_ds,
-                        vt,
+                        inputs,
                         tracker,
                     )
                 if data.soundscapes is not None:
@@ -244,7 +254,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     }
                 )
             oof_probs.append(probs)
-            oof_targets.append(vt)
+            oof_targets.append(inputs.val_targets)
             results.append(res)
             running = float(np.mean([r.val_macro_auc for r in results]))
             tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
@@ -284,21 +294,19 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
 
 
 def _train_fold(
-    cfg,
-    data,
-    k,
-    loss_fn,
-    aug,
-    settings,
-    fold_dir,
-    labels,
-    config_yaml,
-    tr,
-    train_ds,
-    val_ds,
-    vt,
-    tracker,
+    cfg: DictConfig,
+    k: int,
+    loss_fn: Any,
+    aug: Any,
+    settings: TrainerSettings,
+    fold_dir: Path,
+    labels: list[str],
+    config_yaml: str,
+    inputs: FoldInputs,
+    tracker: Any,
 ) -> tuple[FoldResult, np.ndarray]:
+    """Build the model (from an earlier stage when ``init.from_task``) and train fold ``k``."""
+    tr, train_ds = inputs.train_rows, inputs.train_ds
     model = build(cfg.model, num_classes=len(labels))
     if cfg.get("init") and cfg.init.get("from_task"):
         init_from_stage(model, cfg, k, labels)
@@ -327,8 +335,8 @@ def _train_fold(
     )
     fit = trainer.fit(
         train_ds,
-        val_ds,
-        vt,
+        inputs.val_ds,
+        inputs.val_targets,
         sampler=sampler,
         on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
         desc=f"fold {k}",

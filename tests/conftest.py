@@ -21,6 +21,7 @@ TINY_DATA = [
     "+data.demo.n_test_soundscapes=2",
     "data.n_folds=2",
     "data.val_windows_per_clip=1",
+    "data.min_epoch_samples=0",
 ]
 TINY_MODEL = ["model.backbone=mobilenetv3_small_050", "model.frontend.n_mels=32"]
 TINY_TRAINER = ["trainer.epochs=1", "trainer.batch_size=8", "trainer.progress=false"]

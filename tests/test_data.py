@@ -150,3 +150,18 @@ def test_train_crops_and_windows(tmp_path):
     # 3 s clip, 2 s windows: one full window + a 1 s remainder (= half) -> 2 windows
     assert clip_windows(cache, [str(a)], 2 * SR, 5) == [(0, 0), (0, 2 * SR)]
     assert clip_windows(cache, [str(a)], 2 * SR, 1) == [(0, 0)]
+
+
+def test_clip_repeats_grow_small_epochs_only():
+    from omegaconf import OmegaConf
+
+    from birdsweep.train.kfold import clip_repeats
+
+    cfg = OmegaConf.create({"clip_repeats": 1, "min_epoch_samples": 512})
+    assert clip_repeats(cfg, 125) == 5  # ceil(512 / 125)
+    assert clip_repeats(cfg, 10_000) == 1
+    cfg.clip_repeats = 8
+    assert clip_repeats(cfg, 125) == 8
+    cfg.min_epoch_samples = 0
+    cfg.clip_repeats = 1
+    assert clip_repeats(cfg, 3) == 1

@@ -102,6 +102,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def clip_repeats(data_cfg: Any, n_clips: int) -> int:
+    """How often each training clip is drawn per epoch: ``data.clip_repeats``, raised so that
+    an epoch holds at least ``data.min_epoch_samples`` crops (small data sets get epochs long
+    enough to learn from, large ones are unaffected)."""
+    floor = int(data_cfg.get("min_epoch_samples") or 0)
+    return max(int(data_cfg.get("clip_repeats", 1)), -(-floor // max(n_clips, 1)))
+
+
 def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip_tf: Any):
     sr = data.sample_rate
     win = int(round(float(cfg.data.window_seconds) * sr))
@@ -120,7 +128,7 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
         rating_weighted=bool(getattr(loss_fn, "rating_weighted", False)),
         clip_transform=clip_tf,
         seed=int(cfg.seed) + k,
-        repeats=int(cfg.data.get("clip_repeats", 1)),
+        repeats=clip_repeats(cfg.data, len(tr)),
     )
     if data.pseudo is not None and float(cfg.data.pseudo_prob) > 0:
         ps = data.pseudo

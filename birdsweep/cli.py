@@ -93,6 +93,45 @@ def _infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pseudo_label(args: argparse.Namespace) -> int:
+    import textwrap
+
+    from birdsweep.infer.pseudo import pseudo_label
+
+    df = pseudo_label(
+        args.model,
+        args.audio,
+        args.out,
+        floor=args.floor,
+        threshold=args.threshold,
+        combine=args.combine,
+        threads=args.threads,
+        activation=args.activation,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(df)} of {df.attrs['n_windows']} window(s) kept ({args.activation}, max score >= {args.threshold:g}, "
+        f"scores < {args.floor:g} set to 0) -> {args.out}"
+    )
+    counts = " ".join(f"{k}:{v}" for k, v in df.attrs["class_counts"].items())
+    print(f"windows per class with score >= {args.threshold:g}:")
+    print(
+        textwrap.fill(
+            counts,
+            width=100,
+            initial_indent="  ",
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    )
+    if df.attrs["failures"]:
+        print(f"WARNING: {len(df.attrs['failures'])} file(s) could not be decoded (no rows):")
+        for f in df.attrs["failures"][:20]:
+            print(f"  {f['error']}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from birdsweep.evaluate.report import write_report
 
@@ -186,6 +225,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
+
+    p = sub.add_parser(
+        "pseudo-label", help="soft labels of unlabelled soundscape windows (self-training)"
+    )
+    p.add_argument("--model", required=True, help="ensemble folder from birdsweep export")
+    p.add_argument(
+        "--audio", required=True, nargs="+", help="unlabelled soundscapes (files and/or folders)"
+    )
+    p.add_argument("--out", required=True, help="CSV to write (data.pseudo_labels reads it)")
+    p.add_argument("--floor", type=float, default=0.05, help="scores below it are written as 0")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="keep windows whose max score is >= this"
+    )
+    p.add_argument(
+        "--combine",
+        choices=["mean", "rank"],
+        default="mean",
+        help="mean probability (default: targets need probabilities) or rank average",
+    )
+    p.add_argument(
+        "--activation",
+        choices=["sigmoid", "softmax"],
+        default="sigmoid",
+        help="sigmoid: the models' outputs (loss=bce/focal); softmax: per-model softmax over "
+        "classes, for models trained with loss=ce",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pseudo_label)
 
     p = sub.add_parser("report", help="error-analysis report (PNGs + one HTML page) of a run")
     p.add_argument("--run", required=True, help="MLflow parent run id of a `python run.py` job")

@@ -58,3 +58,17 @@ def tiny_cfg(tmp_path, demo_cache) -> DictConfig:
 def _few_threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, demo_cache):
+    """One tiny 2-fold × 1-epoch run of the default recipe, shared by the tests that only read
+    its outputs (export, report): ``(cfg, summary)``."""
+    from birdsweep.train.kfold import run_kfold
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_config(TINY_DATA + TINY_MODEL + TINY_TRAINER, root=root)
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(demo_cache)
+    torch.set_num_threads(2)
+    return cfg, run_kfold(cfg)

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from birdsweep.cli import main
 from birdsweep.config import build
@@ -24,8 +24,7 @@ from birdsweep.infer.combine import combine
 from birdsweep.infer.ensemble import Ensemble, label_files
 from birdsweep.infer.stream import WindowReader
 from birdsweep.train.checkpoint import save_checkpoint
-from birdsweep.train.kfold import load_fold_model, run_kfold
-from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER, compose_config
+from birdsweep.train.kfold import load_fold_model
 
 LABELS = ["aaa", "bbb", "ccc"]
 
@@ -66,15 +65,9 @@ def _fake_fold(path, labels=LABELS, n_mels=32, fold=0, score=0.5, seed=0):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_cache):
+def trained(tiny_run):
     """2 folds × 1 epoch of the tiny default recipe, tracked in a fresh MLflow database."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg = compose_config(TINY_DATA + TINY_MODEL + TINY_TRAINER, root=root)
-    with open_dict(cfg):
-        cfg.paths.cache_dir = str(demo_cache)
-    torch.set_num_threads(2)
-    summary = run_kfold(cfg)
-    return cfg, summary
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

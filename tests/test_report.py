@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import open_dict
 from PIL import Image
 
 from birdsweep.cli import main
@@ -23,25 +21,16 @@ from birdsweep.evaluate.report import (
     score_matrix,
     write_report,
 )
-from birdsweep.train.kfold import run_kfold
-from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER, compose_config
 
 GRID_COLS = 6
 PANEL_PX = 270  # plots.curve_grid panel width (2.7 in) at the default 100 dpi
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_cache):
+def trained(tiny_run):
     """One tiny 2-fold run: ``(run_id, tracking_uri, root)``."""
-    root = tmp_path_factory.mktemp("report_run")
-    cfg = compose_config(TINY_DATA + TINY_MODEL + TINY_TRAINER, root=root)
-    with open_dict(cfg):
-        cfg.paths.cache_dir = str(demo_cache)
-    torch.set_num_threads(2)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # MLflow's default artifact folder (./mlruns) lands in tmp
-        summary = run_kfold(cfg)
-    return summary.run_id, str(cfg.logger.tracking_uri), root
+    cfg, summary = tiny_run
+    return summary.run_id, str(cfg.logger.tracking_uri), Path(cfg.paths.root_dir)
 
 
 @pytest.fixture(scope="module")

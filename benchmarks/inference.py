@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs["shared"] = export_ensemble(sources, work / "ens_shared", **exp_kw).out_dir
     export_s = time.perf_counter() - t0
     dirs["one"] = export_ensemble(sources[:1], work / "ens_one", **exp_kw).out_dir
+    dirs["stft_op"] = export_ensemble(sources, work / "ens_stft_op", stft="onnx", **exp_kw).out_dir
     if n_models > 1:
         dirs["separate"] = export_ensemble(
             sources, work / "ens_separate", shared_frontend=False, **exp_kw
@@ -311,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
                 "pytorch eager (baseline)",
                 "default",
                 ort("shared"),
+            ),
+            (
+                "  same, ONNX STFT operator (export --stft onnx)",
+                k,
+                "pytorch eager (baseline)",
+                "",
+                ort("stft_op"),
             ),
             (
                 "  same, decode inline (no prefetch)",

@@ -128,9 +128,7 @@ def main() -> None:
     ensure_dataset(cfg.data)
     _check_no_test_leak(cfg.data, unlabelled)
     uri = str(cfg.logger.tracking_uri) if cfg.logger.get("enabled", True) else ""
-    activation = args.activation
-    if activation == "auto":
-        activation = "softmax" if str(cfg.loss.get("kind")) == "ce" else "sigmoid"
+    used_activations: set[str] = set()
 
     rows, pseudo_file, n_used = [], None, 0
     for r in range(args.rounds):
@@ -164,8 +162,9 @@ def main() -> None:
                 threshold=args.threshold,
                 combine="mean",
                 threads=args.threads,
-                activation=activation,
+                activation=args.activation,
             )
+            used_activations.update(df.attrs["activations"])
             # named by content: the fold checkpoints are keyed by the config, which holds
             # only the path, so another content must mean another path (safe --reuse)
             digest = hashlib.sha1((rdir / "pseudo_labels.csv").read_bytes()).hexdigest()[:10]
@@ -195,7 +194,7 @@ def main() -> None:
     )
     table = Table(
         title=f"self-training rounds (demo seed {args.demo_seed}, {args.demo_noise} noise; "
-        f"pseudo-labels: {activation}, floor {args.floor:g}, threshold {args.threshold:g})"
+        f"pseudo-labels: {'/'.join(sorted(used_activations)) or '-'}, floor {args.floor:g}, threshold {args.threshold:g})"
     )
     for col in (
         "round",

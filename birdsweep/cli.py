@@ -44,6 +44,7 @@ def _export(args: argparse.Namespace) -> int:
         shared_frontend=not args.separate_graphs,
         opset=args.opset,
         dynamo=not args.legacy_exporter,
+        stft=args.stft,
         combine=args.combine,
         parity_audio=args.parity_audio,
         tolerance=args.tolerance,
@@ -110,7 +111,8 @@ def _pseudo_label(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(
-        f"{len(df)} of {df.attrs['n_windows']} window(s) kept ({args.activation}, max score >= {args.threshold:g}, "
+        f"{len(df)} of {df.attrs['n_windows']} window(s) kept "
+        f"({'/'.join(sorted(set(df.attrs['activations'])))}, max score >= {args.threshold:g}, "
         f"scores < {args.floor:g} set to 0) -> {args.out}"
     )
     counts = " ".join(f"{k}:{v}" for k, v in df.attrs["class_counts"].items())
@@ -193,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--legacy-exporter", action="store_true", help="TorchScript exporter instead of dynamo"
     )
     p.add_argument(
+        "--stft",
+        choices=["factored", "onnx"],
+        default="factored",
+        help="the front end's STFT in the graph: factored (matrix products, faster in "
+        "onnxruntime; default) or onnx (the STFT operator)",
+    )
+    p.add_argument(
         "--parity-audio",
         nargs="+",
         help="audio for the parity check (default: training soundscapes)",
@@ -246,10 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--activation",
-        choices=["sigmoid", "softmax"],
-        default="sigmoid",
-        help="sigmoid: the models' outputs (loss=bce/focal); softmax: per-model softmax over "
-        "classes, for models trained with loss=ce",
+        choices=["auto", "sigmoid", "softmax"],
+        default="auto",
+        help="auto (default): per model from its training loss in the manifest (softmax for "
+        "loss=ce, sigmoid otherwise); sigmoid: the models' outputs; softmax: per-model softmax "
+        "over classes",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"

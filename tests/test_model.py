@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from birdsweep.features.dft import FactoredDFTPower, split_size
 from birdsweep.features.frontend import MelFrontend, delta
 from birdsweep.model.heads import AttentionHead
 from birdsweep.model.sed import SEDModel
@@ -190,22 +192,40 @@ def test_checkpoint_missing_file(tmp_path):
     assert str(missing) in str(err.value)
 
 
-def test_frontend_onnx_parity(tmp_path, wave):
+@pytest.mark.parametrize(
+    ("stft", "dynamo"), [("factored", False), ("onnx", False), ("factored", True)]
+)
+def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo):
     ort = pytest.importorskip("onnxruntime")
     fe = MelFrontend(sample_rate=SR, n_mels=32, backend="torch", channels=3).eval()
+    fe.export_stft = stft
     path = tmp_path / "fe.onnx"
-    torch.onnx.export(
-        fe,
-        (wave,),
-        path,
-        dynamo=False,
-        opset_version=17,
-        input_names=["wave"],
-        dynamic_axes={"wave": {0: "batch"}},
+    kw = (
+        {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+        if dynamo
+        else {"dynamic_axes": {"wave": {0: "batch"}}}
     )
+    torch.onnx.export(
+        fe, (wave,), path, dynamo=dynamo, opset_version=18 if dynamo else 17,
+        input_names=["wave"], **kw,
+    )  # fmt: skip
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ("STFT" in ops) == (stft == "onnx")  # the factored graph is MatMuls, no STFT op
     x = torch.randn(3, SR)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
         None, {"wave": x.numpy()}
     )[0]
     ref = fe(x).numpy()
     assert np.abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 512), (512, 160), (1000, 320), (257, 100)])
+def test_factored_dft_power_equals_torch_stft(n_fft, hop):
+    window = torch.hann_window(n_fft)
+    x = torch.randn(2, 8000) * 0.1
+    ref = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="reflect",
+                     return_complex=True).abs().pow(2)  # fmt: skip
+    got = FactoredDFTPower(n_fft, hop, window)(x)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
+    assert split_size(n_fft) == {1024: 32, 512: 16, 1000: 25, 257: 1}[n_fft]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,8 +48,6 @@ def all_windows(ensemble, unlabelled, tmp_path_factory):
 
 
 def _labels(ensemble) -> list[str]:
-    import json
-
     return json.loads((ensemble[1] / "manifest.json").read_text())["labels"]
 
 
@@ -78,6 +78,14 @@ def test_softmax_activation_gives_distributions(ensemble, unlabelled, all_window
     )
     assert df["row_id"].tolist() == all_windows["row_id"].tolist()
     np.testing.assert_allclose(df[labels].to_numpy().sum(axis=1), 1.0, rtol=1e-5)
+    # the default (auto) reads the training loss from the manifest: loss=ce -> softmax
+    man = json.loads((ensemble[1] / "manifest.json").read_text())
+    assert {m["loss"] for m in man["models"]} == {"ce"}
+    np.testing.assert_allclose(all_windows[labels].to_numpy(), df[labels].to_numpy(), rtol=1e-5)
+    sig = pseudo_label(
+        ensemble[1], unlabelled, tmp_path / "g.csv", floor=0, threshold=0, activation="sigmoid"
+    )
+    assert not np.allclose(sig[labels].to_numpy().sum(axis=1), 1.0, rtol=1e-3)
     with pytest.raises(ValueError, match="--activation"):
         pseudo_label(ensemble[1], unlabelled, tmp_path / "x.csv", activation="relu")
 

@@ -65,3 +65,33 @@ def test_missing_pseudo_file_names_the_key(tiny_cfg, tmp_path):
         tiny_cfg.data.pseudo_labels = str(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="data.pseudo_labels"):
         run_kfold(tiny_cfg)
+
+
+class _Items:
+    """A minimal indexable of tagged items: TrainCrops-like (wave, target, weight) items, or
+    Windows-like (wave, target) ones with ``repeats=0``."""
+
+    def __init__(self, n: int, tag: float, repeats: int = 1):
+        self.n, self.tag, self.repeats = n, tag, repeats
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        return (self.tag, self.tag, 1.0) if self.repeats else (self.tag, self.tag)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("n_windows", "want"), [(5, 5 / 55), (500, 0.5), (0, 0.0)])
+def test_pseudo_rate_is_capped_by_the_number_of_windows(n_windows, want):
+    clips = _Items(100, 0.0, repeats=2)  # 50 clips, each drawn twice per epoch
+    mix = PseudoMix(clips, _Items(n_windows, 1.0, repeats=0), prob=0.5, seed=3)
+    assert mix.rate == pytest.approx(want)
+    drawn = 0
+    for epoch in range(20):
+        mix.set_epoch(epoch)
+        drawn += sum(mix[i][0] == 1.0 for i in range(len(mix)))
+    n = 20 * len(mix)
+    assert abs(drawn - want * n) <= 4 * np.sqrt(n * want * (1 - want)) + 1

@@ -160,15 +160,18 @@ def clip_windows(
 
 
 class PseudoMix(Dataset):
-    """Training items that are pseudo-labelled soundscape windows with probability ``prob``.
+    """Training items that are pseudo-labelled soundscape windows with probability ``rate``.
 
     Item ``i`` is, by a per-epoch coin flip, either ``clips[i]`` or a random pseudo-labelled
-    window (soft targets, weight 1), so batches mix both at the rate ``prob``.
+    window (soft targets, weight 1), so batches mix both at the rate ``rate``. The rate is
+    ``prob`` capped so that a pseudo-labelled window is not drawn more often than a training
+    clip: with few kept windows (a strict threshold), ``prob`` alone would repeat the same
+    handful of windows across a large share of every batch.
 
     Args:
         clips: the training crops (:class:`TrainCrops`).
         windows: pseudo-labelled windows (:class:`Windows`).
-        prob: share of items replaced by pseudo-labelled windows.
+        prob: largest share of items replaced by pseudo-labelled windows.
         seed: base seed of the coin flips.
     """
 
@@ -176,6 +179,9 @@ class PseudoMix(Dataset):
         if not 0 <= prob <= 1:
             raise ValueError(f"data.pseudo_prob must be in [0, 1], got {prob}")
         self.clips, self.windows, self.prob, self.seed = clips, windows, float(prob), seed
+        n_clips = len(clips) / max(1, clips.repeats)
+        n_win = len(windows)
+        self.rate = min(self.prob, n_win / (n_win + n_clips)) if n_win else 0.0
         self.epoch = 0
 
     @property
@@ -192,7 +198,7 @@ class PseudoMix(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, i, 1))
-        if len(self.windows) and rng.random() < self.prob:
+        if rng.random() < self.rate:
             wave, target = self.windows[int(rng.integers(len(self.windows)))]
             return wave, target, torch.tensor(1.0)
         return self.clips[i]

@@ -32,6 +32,7 @@ from birdsweep.export.graph import (
 )
 from birdsweep.export.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from birdsweep.export.select import FoldSource
+from birdsweep.features.frontend import EXPORT_STFT
 from birdsweep.infer.combine import COMBINE_METHODS
 from birdsweep.infer.stream import WindowReader
 
@@ -128,6 +129,7 @@ def export_ensemble(
     shared_frontend: bool = True,
     opset: int = 18,
     dynamo: bool = True,
+    stft: str = "factored",
     combine: str = "rank",
     parity_random_windows: int = 4,
     parity_audio: Sequence[str | Path] | None = None,
@@ -152,6 +154,9 @@ def export_ensemble(
             graph per model.
         opset: ONNX opset (>= 17).
         dynamo: use the ``torch.export``-based exporter (False = legacy TorchScript one).
+        stft: how the graph computes the ``torch``-backend front end's STFT: ``factored``
+            (matrix products, :mod:`birdsweep.features.dft`; faster in onnxruntime) or
+            ``onnx`` (the ONNX ``STFT`` operator).
         combine: default combination recorded in the manifest (``rank`` | ``mean``).
         parity_random_windows: random-noise windows in the parity check.
         parity_audio: audio files/folders for the real-window parity check (None = the
@@ -177,6 +182,8 @@ def export_ensemble(
         raise ValueError("no fold checkpoints to export")
     if combine not in COMBINE_METHODS:
         raise ValueError(f"combine: {combine!r} is not one of {COMBINE_METHODS}")
+    if stft not in EXPORT_STFT:
+        raise ValueError(f"stft: {stft!r} is not one of {EXPORT_STFT}")
     out_dir = Path(out_dir)
     if (out_dir / MANIFEST).is_file() and not overwrite:
         raise ValueError(
@@ -190,6 +197,10 @@ def export_ensemble(
             log.warning("%s: unreadable old manifest; its model files are left in place", out_dir)
     loaded = [load_model(s.checkpoint) for s in sources]
     models = [m for m, _ in loaded]
+    for m in models:
+        for mod in m.modules():
+            if hasattr(mod, "export_stft"):
+                mod.export_stft = stft
     cks = [ck for _, ck in loaded]
     cfgs = [OmegaConf.create(ck["config"]) for ck in cks]
     _check_compatible(sources, cks, cfgs)
@@ -215,6 +226,7 @@ def export_ensemble(
                 "combine": combine,
                 "opset": opset,
                 "dynamo": dynamo,
+                "stft": stft,
                 "shared_frontend": shared_frontend,
                 **{f"selection.{k}": v for k, v in (selection or {}).items()},
             }
@@ -271,6 +283,8 @@ def export_ensemble(
                     **src.to_dict(),
                     "epoch": ck.get("epoch"),
                     "backbone": OmegaConf.select(cfg, "model.backbone"),
+                    # bce | focal | ce: how the outputs were trained (pseudo-label activation)
+                    "loss": OmegaConf.select(cfg, "loss.kind"),
                     "frontend_signature": frontend_signature(m),
                 }
             )
@@ -306,6 +320,7 @@ def export_ensemble(
                 "torch": torch.__version__,
                 "onnx_opset": max(opset, 18) if dynamo else opset,
                 "dynamo": dynamo,
+                "stft": stft,
             },
             "mlflow_run_id": tracker.parent_id if tracker else None,
         }

@@ -20,7 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from birdsweep.features.dft import FactoredDFTPower
+
 log = logging.getLogger(__name__)
+
+EXPORT_STFT = ("factored", "onnx")  # STFT formulations of an ONNX export
 
 BACKENDS = ("nnaudio", "torch")
 NORMALIZE = ("instance", "none")
@@ -147,11 +151,18 @@ class MelFrontend(nn.Module):
             self.register_buffer(
                 "mel_fb", mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax), persistent=False
             )
+            # the STFT of ONNX exports (onnxruntime's STFT operator is slow); no state
+            self.dft_power = FactoredDFTPower(n_fft, hop_length, self.window)
+        # how an ONNX export computes the STFT: "factored" (MatMuls) | "onnx" (the STFT op);
+        # set by `birdsweep export --stft`, never used in eager PyTorch
+        self.export_stft = "factored"
 
     def _power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """[B, samples] fp32 -> mel power [B, n_mels, T]."""
         if self.backend == "nnaudio":
             return self.mel(wave)
+        if self.export_stft == "factored" and torch.onnx.is_in_onnx_export():
+            return torch.matmul(self.mel_fb, self.dft_power(wave))
         kw = dict(window=self.window, center=True, pad_mode="reflect")
         if torch.jit.is_tracing():  # legacy ONNX exporter: its STFT takes no complex output
             spec = torch.stft(wave, self.n_fft, self.hop_length, return_complex=False, **kw)

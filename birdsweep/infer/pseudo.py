@@ -28,7 +28,7 @@ from birdsweep.infer.output import submission_table, write_table
 
 log = logging.getLogger(__name__)
 
-ACTIVATIONS = ("sigmoid", "softmax")
+ACTIVATIONS = ("auto", "sigmoid", "softmax")
 # sigmoid outputs are clipped to [EPS, 1 - EPS] before they are turned back into logits
 # (float32 probabilities saturate: logits beyond about +-16 are not recoverable)
 _EPS = 1e-7
@@ -51,6 +51,26 @@ def to_softmax(probs: np.ndarray) -> np.ndarray:
     logits -= logits.max(axis=-1, keepdims=True)
     e = np.exp(logits)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def model_activations(manifest: dict[str, Any], activation: str = "auto") -> list[str]:
+    """The activation that turns each ensemble model's outputs into probabilities.
+
+    Args:
+        manifest: an ensemble manifest (its ``models[*].loss`` records each model's training
+            loss; manifests written before it was recorded count as ``bce``).
+        activation: ``auto`` (``softmax`` for a model trained with ``loss=ce``, ``sigmoid``
+            otherwise), or ``sigmoid`` / ``softmax`` for every model.
+
+    Returns:
+        One of ``sigmoid`` / ``softmax`` per model, in manifest order.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"--activation {activation!r} is not one of {ACTIVATIONS}")
+    models = manifest["models"]
+    if activation != "auto":
+        return [activation] * len(models)
+    return ["softmax" if m.get("loss") == "ce" else "sigmoid" for m in models]
 
 
 def _check_rules(floor: float, threshold: float) -> None:
@@ -105,7 +125,7 @@ def pseudo_label(
     threshold: float = 0.5,
     combine: str = "mean",
     threads: int | None = None,
-    activation: str = "sigmoid",
+    activation: str = "auto",
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Score unlabelled soundscapes with an ensemble and write soft labels per window.
@@ -122,11 +142,12 @@ def pseudo_label(
         combine: ``mean`` (probabilities: the default, since they become training targets) or
             ``rank`` (0–1 ranks across the windows scored; not probabilities).
         threads: onnxruntime intra-op threads (None = one per core).
-        activation: ``sigmoid`` = the ensemble's outputs as they are (models trained with a
-            sigmoid loss: ``loss=bce`` / ``focal``); ``softmax`` = each model's outputs turned
-            into a softmax over classes before combining (models trained with ``loss=ce``,
-            whose sigmoid outputs are not probabilities: they put several classes of most
-            windows above 0.5).
+        activation: ``auto`` (default) = per model, from the training loss recorded in the
+            manifest: ``softmax`` for ``loss=ce``, ``sigmoid`` otherwise; ``sigmoid`` = the
+            ensemble's outputs as they are (models trained with a sigmoid loss: ``loss=bce`` /
+            ``focal``); ``softmax`` = each model's outputs turned into a softmax over classes
+            before combining (models trained with ``loss=ce``, whose sigmoid outputs are not
+            probabilities: they put several classes of most windows above 0.5).
         **kwargs: :class:`~birdsweep.infer.ensemble.Ensemble` options (``batch_size``,
             ``progress``, ...).
 
@@ -152,7 +173,11 @@ def pseudo_label(
     ens = Ensemble.load(model_dir, threads=threads, **kwargs)
     res = ens.run(files)
     ok = res.decoded  # windows filled in for undecodable files are no labels
-    probs = res.probs[ok] if activation == "sigmoid" else to_softmax(res.probs[ok])
+    acts = model_activations(ens.manifest, activation)
+    probs = res.probs[ok]
+    soft = [i for i, a in enumerate(acts) if a == "softmax"]
+    if soft:
+        probs[:, soft] = to_softmax(probs[:, soft])
     scores = pd.DataFrame(combine_probs(probs, combine), index=res.index()[ok], columns=res.labels)
     table = soft_labels(submission_table(scores), floor, threshold)
     write_table(table, out)
@@ -160,6 +185,7 @@ def pseudo_label(
     table.attrs.update(
         n_windows=int(len(scores)),
         class_counts={str(k): int(v) for k, v in counts.items()},
+        activations=acts,
         failures=[f.__dict__ for f in res.failures],
     )
     log.info(
@@ -168,7 +194,7 @@ def pseudo_label(
         len(table),
         len(scores),
         len(files),
-        activation,
+        "/".join(sorted(set(acts))),
         threshold,
         floor,
         out,

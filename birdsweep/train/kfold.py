@@ -135,6 +135,14 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
         own = np.flatnonzero(ps.folds != k)  # never the soundscapes of the held-out fold
         windows = Windows(ps.cache, [ps.items[i] for i in own], ps.targets[own], win)
         train_ds = PseudoMix(train_ds, windows, float(cfg.data.pseudo_prob), int(cfg.seed) + k)
+        log.info(
+            "fold %d: %d pseudo-labelled window(s) replace %.1f%% of training items "
+            "(data.pseudo_prob %g, capped so no window is drawn more often than a clip)",
+            k,
+            len(windows),
+            100 * train_ds.rate,
+            float(cfg.data.pseudo_prob),
+        )
     vpaths = va["path"].tolist()
     wins = clip_windows(data.cache, vpaths, win, int(cfg.data.val_windows_per_clip))
     vt = np.zeros((len(wins), data.meta.num_classes), dtype=np.float32)

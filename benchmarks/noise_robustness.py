@@ -1,7 +1,7 @@
 """Does training noise help on noisy soundscapes? Same model and budget, three aug options.
 
     python benchmarks/noise_robustness.py                 # 5 folds, default epochs
-    python benchmarks/noise_robustness.py --quick         # 2 folds x 3 epochs (smoke run)
+    python benchmarks/noise_robustness.py --quick         # 2 folds x 12 short epochs (smoke run)
 
 Prints one table: for each ``aug`` option, the K-fold mean macro AUC on held-out clean clips,
 the K-fold mean macro AUC of the fold models on the demo's noisy test soundscapes, the AUC of
@@ -30,7 +30,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--root", type=Path, default=REPO / "outputs" / "benchmarks" / "noise")
-    ap.add_argument("--quick", action="store_true", help="2 folds x 3 epochs")
+    ap.add_argument("--quick", action="store_true", help="2 folds x 12 short epochs")
     ap.add_argument("--demo-seed", type=int, default=0)
     ap.add_argument("--demo-noise", default="moderate", choices=["moderate", "hard"])
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
@@ -43,7 +43,7 @@ def main() -> None:
         "trainer.resume=false",
     ]
     if args.quick:
-        base += ["data.n_folds=2", "trainer.epochs=3"]
+        base += ["data.n_folds=2", "trainer.epochs=12"]
     rows = []
     for aug in AUGS:
         summary, minutes = timed_kfold([*base, f"aug={aug}", *args.overrides], args.root)

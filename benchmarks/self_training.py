@@ -1,7 +1,7 @@
 """Self-training rounds on the demo: train, export, pseudo-label the unlabelled soundscapes, repeat.
 
     python benchmarks/self_training.py                    # 5 folds, default epochs, 3 rounds
-    python benchmarks/self_training.py --quick            # 2 folds x 5 epochs (smoke run)
+    python benchmarks/self_training.py --quick            # 2 folds x 20 short epochs (smoke run)
     python benchmarks/self_training.py --rounds 4 optimizer.lr=3e-3   # extra Hydra overrides
 
 Round 0 is plain training (``python run.py``). After each round but the last, its best folds are
@@ -86,7 +86,7 @@ def main() -> None:
         default=REPO / ".cache",
         help="demo data + decoded-audio cache (default: the project's, shared with run.py)",
     )
-    ap.add_argument("--quick", action="store_true", help="2 folds x 5 epochs")
+    ap.add_argument("--quick", action="store_true", help="2 folds x 20 short epochs")
     ap.add_argument("--rounds", type=int, default=3, help="training rounds, round 0 included")
     ap.add_argument("--demo-seed", type=int, default=0)
     ap.add_argument("--demo-noise", default="moderate", choices=["moderate", "hard"])
@@ -122,7 +122,7 @@ def main() -> None:
         "+tags.benchmark=self_training",
     ]
     if args.quick:
-        base += ["data.n_folds=2", "trainer.epochs=5"]
+        base += ["data.n_folds=2", "trainer.epochs=20"]
     cfg = compose_run_config([*base, *args.overrides], args.root)
     unlabelled = Path(str(cfg.data.pseudo_audio_dir))
     ensure_dataset(cfg.data)

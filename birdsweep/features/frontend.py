@@ -5,9 +5,10 @@ waveform as input. It always computes in fp32, even under autocast.
 
 Two interchangeable backends give the same numbers (max rel diff ~1e-6):
 
-- ``"torch"``: ``torch.stft`` (FFT) + a fixed mel filterbank buffer. Several times faster in
-  eager PyTorch on CPU; exports as the ONNX ``STFT`` op (legacy exporter opset 17 and the dynamo
-  exporter opset 18).
+- ``"torch"``: framed ``torch.fft.rfft`` (the numbers of ``torch.stft(center=True)``) + a fixed
+  mel filterbank buffer. Several times faster in eager PyTorch on CPU. In an ONNX export the STFT
+  is a factored DFT of plain MatMuls (:mod:`birdsweep.features.dft`, ``export_stft="factored"``)
+  or the ONNX ``STFT`` op (``export_stft="onnx"``; legacy exporter opset 17, dynamo opset 18).
 - ``"nnaudio"``: ``nnAudio.features.MelSpectrogram`` (STFT as conv1d with Fourier kernels;
   exports to plain ``Conv`` ops, ~17 MB of kernels at n_fft 2048).
 """
@@ -161,16 +162,27 @@ class MelFrontend(nn.Module):
         """[B, samples] fp32 -> mel power [B, n_mels, T]."""
         if self.backend == "nnaudio":
             return self.mel(wave)
-        if self.export_stft == "factored" and torch.onnx.is_in_onnx_export():
-            return torch.matmul(self.mel_fb, self.dft_power(wave))
-        kw = dict(window=self.window, center=True, pad_mode="reflect")
-        if torch.jit.is_tracing():  # legacy ONNX exporter: its STFT takes no complex output
+        if not torch.onnx.is_in_onnx_export():
+            power = self._rfft_power(wave)
+        elif self.export_stft == "factored":
+            power = self.dft_power(wave)
+        elif torch.jit.is_tracing():  # legacy ONNX exporter: its STFT takes no complex output
+            kw = dict(window=self.window, center=True, pad_mode="reflect")
             spec = torch.stft(wave, self.n_fft, self.hop_length, return_complex=False, **kw)
             power = spec.pow(2).sum(-1)  # [B, F, T, 2] -> [B, F, T]
         else:
+            kw = dict(window=self.window, center=True, pad_mode="reflect")
             spec = torch.stft(wave, self.n_fft, self.hop_length, return_complex=True, **kw)
             power = spec.real.pow(2) + spec.imag.pow(2)  # [B, F, T]
         return torch.matmul(self.mel_fb, power)  # [n_mels, F] @ [B, F, T] -> [B, n_mels, T]
+
+    def _rfft_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """``|torch.stft(center=True, reflect)|^2`` as framed ``rfft``: the same numbers, and
+        about 2x faster than ``torch.stft`` on 2 CPU threads (it parallelises over frames)."""
+        pad = self.n_fft // 2
+        x = F.pad(wave.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        spec = torch.fft.rfft(x.unfold(-1, self.n_fft, self.hop_length) * self.window)
+        return (spec.real.pow(2) + spec.imag.pow(2)).transpose(1, 2)  # [B, F, T]
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Compute the log-mel image.

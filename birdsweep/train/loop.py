@@ -48,6 +48,7 @@ class TrainerSettings:
     resume: bool = True
     freeze_backbone: bool = False  # train only the head (front end and backbone frozen)
     dist_backend: str = "gloo"  # process-group backend under torchrun (gloo | nccl)
+    channels_last: bool = False  # NHWC memory layout for the backbone's convolutions
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -137,6 +138,8 @@ class FoldTrainer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer=cpu")
         self.model = model.to(self.device)
+        if settings.channels_last:  # same maths; faster convolutions on CPU (oneDNN) and GPU
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = loss_fn
         self.aug = aug
         self.optimizer_factory = optimizer_factory

@@ -157,29 +157,26 @@ def export_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             if dynamo:
-                torch.onnx.export(
-                    module,
-                    example,
-                    tmp,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
+                axes = dict(
                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                     opset_version=max(opset, 18),
-                    dynamo=True,
                     external_data=False,
                     verbose=False,
                 )
             else:
-                torch.onnx.export(
-                    module,
-                    example,
-                    tmp,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
+                axes = dict(
                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                     opset_version=opset,
-                    dynamo=False,
                 )
+            torch.onnx.export(
+                module,
+                example,
+                tmp,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamo=dynamo,
+                **axes,
+            )
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -396,6 +396,20 @@ class Ensemble:
         return self.run(paths).scores(combine or self.combine)
 
 
+def gather_audio_files(audio: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The audio files of ``--audio``: files and/or folders (searched recursively), in order.
+
+    Raises:
+        FileNotFoundError: no audio file found.
+    """
+    files: list[Path] = []
+    for a in [audio] if isinstance(audio, (str, Path)) else audio:
+        files.extend(list_audio_files(a))
+    if not files:
+        raise FileNotFoundError(f"--audio {audio}: no audio files found")
+    return files
+
+
 @dataclass
 class LabelSummary:
     """What :func:`label_files` did.
@@ -455,11 +469,7 @@ def label_files(
 
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"--format {output_format!r} is not one of {OUTPUT_FORMATS}")
-    files: list[Path] = []
-    for a in [audio] if isinstance(audio, (str, Path)) else audio:
-        files.extend(list_audio_files(a))
-    if not files:
-        raise FileNotFoundError(f"--audio {audio}: no audio files found")
+    files = gather_audio_files(audio)
     ens = Ensemble.load(model_dir, threads=threads, **kwargs)
     t1 = time.perf_counter()
     res = ens.run(files)

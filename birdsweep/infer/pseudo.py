@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from birdsweep.data.audio import list_audio_files
 from birdsweep.infer.combine import COMBINE_METHODS
 from birdsweep.infer.combine import combine as combine_probs
-from birdsweep.infer.ensemble import Ensemble
+from birdsweep.infer.ensemble import Ensemble, gather_audio_files
 from birdsweep.infer.output import submission_table, write_table
 
 log = logging.getLogger(__name__)
@@ -165,11 +164,7 @@ def pseudo_label(
     if activation not in ACTIVATIONS:
         raise ValueError(f"--activation {activation!r} is not one of {ACTIVATIONS}")
     _check_rules(floor, threshold)  # fail before the (slow) inference
-    files: list[Path] = []
-    for a in [audio] if isinstance(audio, (str, Path)) else audio:
-        files.extend(list_audio_files(a))
-    if not files:
-        raise FileNotFoundError(f"--audio {audio}: no audio files found")
+    files = gather_audio_files(audio)
     ens = Ensemble.load(model_dir, threads=threads, **kwargs)
     res = ens.run(files)
     ok = res.decoded  # windows filled in for undecodable files are no labels

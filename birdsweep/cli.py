@@ -15,7 +15,13 @@ def _demo_data(args: argparse.Namespace) -> int:
     from birdsweep.data.demo import generate_demo_dataset
 
     out = generate_demo_dataset(
-        args.out, seed=args.seed, n_classes=args.classes, noise=args.noise, overwrite=args.overwrite
+        args.out,
+        seed=args.seed,
+        n_classes=args.classes,
+        noise=args.noise,
+        n_train_soundscapes=args.train_soundscapes,
+        n_test_soundscapes=args.test_soundscapes,
+        overwrite=args.overwrite,
     )
     print(f"demo data set written to {out}")
     return 0
@@ -161,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--classes", type=int, default=24, help="number of species (default 24)")
+    p.add_argument(
+        "--train-soundscapes", type=int, default=6, help="unlabelled 60 s soundscapes (default 6)"
+    )
+    p.add_argument(
+        "--test-soundscapes",
+        type=int,
+        default=8,
+        help="labelled 60 s test soundscapes (default 8; more = a steadier soundscape AUC)",
+    )
     p.add_argument(
         "--noise", choices=["moderate", "hard"], default="moderate", help="soundscape noise level"
     )

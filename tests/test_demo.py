@@ -232,3 +232,15 @@ def test_invalid_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="soundscape_seconds"):
         generate_demo_dataset(tmp_path / "x", **{**TINY, "soundscape_seconds": 12})
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_demo_data_soundscape_counts(tmp_path):
+    from birdsweep.cli import main
+
+    out = tmp_path / "cli"
+    args = ["demo-data", "--out", str(out), "--classes", "4", "--seed", "5"]
+    assert main([*args, "--train-soundscapes", "1", "--test-soundscapes", "3"]) == 0
+    assert len(list((out / "train_soundscapes").glob("*.ogg"))) == 1
+    assert len(list((out / "test_soundscapes").glob("*.ogg"))) == 3
+    labels = pd.read_csv(out / "test_soundscapes_labels.csv")
+    assert len(labels) == 3 * 12  # 60 s soundscapes, one row per 5 s window

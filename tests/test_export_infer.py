@@ -123,7 +123,7 @@ def _torch_window_probs(cfg, checkpoints, files, n_classes):
             wave = load_audio(f, sr)
             n = -(-len(wave) // win)
             x = torch.from_numpy(np.pad(wave, (0, n * win - len(wave))).reshape(n, win))
-            probs.append(torch.stack([torch.sigmoid(m(x)["clip"]) for m in models], 1).numpy())
+            probs.append(torch.stack([torch.sigmoid(m(x)["score"]) for m in models], 1).numpy())
             row_ids += [f"{f.stem}_{5 * (w + 1)}" for w in range(n)]
     return np.concatenate(probs), row_ids
 
@@ -213,7 +213,7 @@ def test_different_front_ends_get_one_graph_each(tmp_path):
     got = ens.predict_windows(x)
     with torch.inference_mode():
         for i, ck in enumerate((c, a, b)):
-            ref = torch.sigmoid(load_model(ck)[0](torch.from_numpy(x))["clip"]).numpy()
+            ref = torch.sigmoid(load_model(ck)[0](torch.from_numpy(x))["score"]).numpy()
             np.testing.assert_allclose(got[:, i], ref, atol=1e-4)
     with pytest.raises(ValueError, match="overwrite"):
         export_ensemble(sources, tmp_path / "ens", dynamo=False)

@@ -94,6 +94,38 @@ def test_instance_norm_and_top_db(wave):
     assert torch.allclose(x.std(dim=(1, 2)), torch.ones(2), atol=1e-3)
 
 
+def test_band_norm_removes_stationary_band_keeps_transient():
+    t = torch.arange(SR) / SR
+    torch.manual_seed(0)
+    hum = 0.5 * torch.sin(2 * torch.pi * 3000 * t)  # a stationary band (insect chorus, hum)
+    call = torch.sin(2 * torch.pi * 1200 * t) * ((t > 0.4) & (t < 0.6))  # a 0.2 s call
+    x = (0.01 * torch.randn(SR) + hum + call).unsqueeze(0)
+    kw = dict(sample_rate=SR, n_mels=32, hop_length=320, top_db=None)
+    inst = MelFrontend(normalize="instance", **kw)(x)[0, 0]  # [M, T]
+    band = MelFrontend(normalize="band", **kw)(x)[0, 0]
+    hum_row = int(inst.mean(1).argmax())  # the brightest band over time is the hum
+    assert inst[hum_row].mean() > 1.5  # far above the image mean (0) with instance norm
+    assert abs(band[hum_row].mean()) < 0.5  # gone with band norm: its floor is the hum itself
+    on = slice(SR * 45 // 100 // 320, SR * 55 // 100 // 320)  # frames inside the call (hop 320)
+    call_row = int(band[:, on].mean(1).argmax())
+    assert call_row != hum_row and band[call_row, on].mean() > 2.0  # the call stands out
+    assert torch.allclose(band.mean(), torch.zeros(()), atol=1e-4)  # then instance-normalised
+    with pytest.raises(ValueError, match="band_quantile"):
+        MelFrontend(normalize="band", band_quantile=1.5)
+
+
+@pytest.mark.parametrize("readout", ["clip", "frame_max", "mean"])
+def test_readout_picks_the_window_score(readout, wave):
+    with torch.no_grad():
+        out = tiny_model(readout=readout)(wave)
+    fmax = out["frame"].amax(dim=1)
+    want = {"clip": out["clip"], "frame_max": fmax, "mean": (out["clip"] + fmax) / 2}[readout]
+    assert torch.allclose(out["score"], want)
+    assert not torch.allclose(out["clip"], fmax)  # the read-outs really differ
+    with pytest.raises(ValueError, match="model.readout"):
+        tiny_model(readout="median")
+
+
 def test_delta_of_ramp_is_slope():
     ramp = 0.5 * torch.arange(20.0).view(1, 1, 20)  # [B, M, T]
     assert torch.allclose(delta(ramp, 5)[..., 2:-2], torch.full((1, 1, 16), 0.5))
@@ -117,7 +149,7 @@ def test_forward_equals_forward_spec_of_frontend(head, wave):
     with torch.no_grad():
         a = model(wave)
         b = model.forward_spec(model.frontend(wave))
-    assert a.keys() == b.keys() == {"clip", "frame"}
+    assert a.keys() == b.keys() == {"clip", "frame", "score"}
     for k in a:
         assert torch.equal(a[k], b[k])
 
@@ -193,11 +225,17 @@ def test_checkpoint_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("stft", "dynamo"), [("factored", False), ("onnx", False), ("factored", True)]
+    ("stft", "dynamo", "normalize"),
+    [
+        ("factored", False, "instance"),
+        ("onnx", False, "instance"),
+        ("factored", True, "instance"),
+        ("factored", True, "band"),
+    ],
 )
-def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo):
+def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo, normalize):
     ort = pytest.importorskip("onnxruntime")
-    fe = MelFrontend(sample_rate=SR, n_mels=32, backend="torch", channels=3).eval()
+    fe = MelFrontend(sample_rate=SR, n_mels=32, channels=3, normalize=normalize).eval()
     fe.export_stft = stft
     path = tmp_path / "fe.onnx"
     kw = (

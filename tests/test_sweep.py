@@ -38,6 +38,33 @@ def _sweeper_cfg(option: str):
     return cfg.hydra.sweeper
 
 
+@pytest.mark.parametrize("option", ["cpu_budget", "noise_frontend"])
+def test_grid_searches_sweep_keys_that_exist(option, tmp_path):
+    """Every value of a grid search (basic sweeper) composes into a valid config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from birdsweep.train.validate import validate_config
+
+    sw = _sweeper_cfg(option)
+    assert sw._target_.endswith("BasicSweeper")
+    parser = OverridesParser.create()
+    n = 0
+    for key, values in sw.params.items():
+        override = parser.parse_overrides([f"{key}={values}"])[0]
+        assert override.is_sweep_override(), key
+        for value in override.sweep_iterator():
+            text = "null" if value is None else value
+            cfg = compose_config(
+                [f"hparams_search={option}", "data.root=/data", f"{key}={text}"], root=tmp_path
+            )
+            assert OmegaConf.select(cfg, key) == value
+            validate_config(cfg)
+            n += 1
+    assert n >= 4
+    if option == "noise_frontend":  # trains a user's folder (the selection set), not the demo
+        assert cfg.data.demo is None and cfg.data.folds == [0]
+
+
 # --- search space ------------------------------------------------------------------------
 def test_full_search_space_samples_overrides_that_compose(tmp_path):
     sw = _sweeper_cfg("optuna")

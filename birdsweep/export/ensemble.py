@@ -303,7 +303,7 @@ def export_ensemble(
             "output": {
                 "name": OUTPUT_NAME,
                 "shape": ["batch", "models_in_graph", len(labels)],
-                "meaning": "sigmoid(clip logits) of each model of the graph",
+                "meaning": "sigmoid(score logits, per model.readout) of each model of the graph",
             },
             "graphs": graphs,
             "models": entries,

@@ -23,6 +23,7 @@ from torch import nn
 
 from birdsweep.config import build
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.model.sed import window_score
 from birdsweep.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ class EnsembleGraph(nn.Module):
         """``wave [B, samples]`` → ``probs [B, M, C]``."""
         if self.shared_frontend:
             spec = self.models[0].frontend(wave)  # [B, ch, n_mels, T], computed once
-            outs = [m.forward_spec(spec)["clip"] for m in self.models]
+            outs = [window_score(m.forward_spec(spec)) for m in self.models]
         else:
-            outs = [m(wave)["clip"] for m in self.models]
+            outs = [window_score(m(wave)) for m in self.models]
         return torch.sigmoid(torch.stack(outs, dim=1))  # [B, M, C]
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 EXPORT_STFT = ("factored", "onnx")  # STFT formulations of an ONNX export
 
 BACKENDS = ("nnaudio", "torch")
-NORMALIZE = ("instance", "none")
+NORMALIZE = ("instance", "band", "none")
 
 
 def mel_filterbank(
@@ -86,7 +86,11 @@ class MelFrontend(nn.Module):
         top_db: Clamp dB values to (per-sample max - top_db); ``None`` disables the clamp.
         amin: Power floor before log10 (avoids log(0)).
         normalize: ``"instance"`` = per-sample, per-channel mean/std over (mel, time);
+            ``"band"`` = first subtract each mel band's ``band_quantile`` over time (its noise
+            floor: removes stationary hum, wind and insect-chorus bands), then ``"instance"``;
             ``"none"`` leaves dB values.
+        band_quantile: Quantile over time taken as a band's noise floor (``"band"`` only;
+            0.5 = the median, as in median-clipping noise reduction).
         channels: 1 = log-mel; 3 = log-mel + delta + delta-delta.
         delta_width: Window length of the delta filter (3-channel mode only).
         eps: Added to the std in instance normalisation.
@@ -104,6 +108,7 @@ class MelFrontend(nn.Module):
         top_db: float | None = 80.0,
         amin: float = 1e-10,
         normalize: str = "instance",
+        band_quantile: float = 0.5,
         channels: int = 1,
         delta_width: int = 5,
         eps: float = 1e-6,
@@ -120,6 +125,8 @@ class MelFrontend(nn.Module):
                 f"model.frontend: need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 "
                 f"({sample_rate / 2})"
             )
+        if not 0.0 <= band_quantile <= 1.0:
+            raise ValueError(f"model.frontend.band_quantile: {band_quantile} is not in [0, 1]")
         if delta_width < 3 or delta_width % 2 == 0:
             raise ValueError(f"model.frontend.delta_width: {delta_width} must be odd and >= 3")
         self.sample_rate, self.n_fft, self.hop_length = sample_rate, n_fft, hop_length
@@ -130,6 +137,7 @@ class MelFrontend(nn.Module):
             delta_width,
             eps,
         )
+        self.band_quantile = band_quantile
         if backend == "nnaudio":
             from nnAudio.features import MelSpectrogram
 
@@ -202,15 +210,24 @@ class MelFrontend(nn.Module):
             x = 10.0 * torch.log10(x.clamp(min=self.amin))
             if self.top_db is not None:
                 x = torch.maximum(x, x.amax(dim=(1, 2), keepdim=True) - self.top_db)
-            if self.normalize == "instance":
+            if self.normalize == "band":
+                x = x - self._band_floor(x)
+            if self.normalize != "none":
                 x = self._instance_norm(x)
             if self.channels == 1:
                 return x.unsqueeze(1)  # [B, 1, M, T]
             d1 = delta(x, self.delta_width)
             d2 = delta(d1, self.delta_width)
-            if self.normalize == "instance":
+            if self.normalize != "none":
                 d1, d2 = self._instance_norm(d1), self._instance_norm(d2)
             return torch.stack([x, d1, d2], dim=1)  # [B, 3, M, T]
+
+    def _band_floor(self, x: torch.Tensor) -> torch.Tensor:
+        """Each mel band's ``band_quantile`` over time of [B, M, T] -> [B, M, 1].
+
+        The k-th smallest value via ``topk`` (exports to ONNX ``TopK``; ``median`` does not)."""
+        k = min(x.shape[-1], int(self.band_quantile * (x.shape[-1] - 1)) + 1)
+        return x.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
 
     def _instance_norm(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample mean/std normalisation over (mel, time) of [B, M, T]."""
@@ -222,5 +239,5 @@ class MelFrontend(nn.Module):
         return (
             f"backend={self.backend}, sample_rate={self.sample_rate}, n_fft={self.n_fft}, "
             f"hop_length={self.hop_length}, n_mels={self.n_mels}, channels={self.channels}, "
-            f"normalize={self.normalize}, top_db={self.top_db}"
+            f"normalize={self.normalize}, band_quantile={self.band_quantile}, top_db={self.top_db}"
         )

@@ -103,6 +103,9 @@ def _fit_shapes(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) ->
     return fitted
 
 
+READOUTS = ("clip", "frame_max", "mean")
+
+
 class SEDModel(nn.Module):
     """Front end + timm backbone + head, waveform in, logits out.
 
@@ -118,6 +121,10 @@ class SEDModel(nn.Module):
         drop_rate: Dropout in the head (and timm's ``drop_rate``).
         drop_path_rate: Stochastic depth rate of the backbone.
         head_kwargs: Extra arguments of the head class (e.g. ``hidden``, ``pool_kernel``).
+        readout: How a window's score logits (``"score"``, what validation, soundscape scoring
+            and exported graphs use) come from the head: ``"clip"`` = the clip logits,
+            ``"frame_max"`` = the max over frames of the frame logits (the loudest moment of a
+            call decides), ``"mean"`` = the mean of the two.
     """
 
     def __init__(
@@ -132,8 +139,12 @@ class SEDModel(nn.Module):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.1,
         head_kwargs: dict[str, Any] | None = None,
+        readout: str = "clip",
     ) -> None:
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"model.readout: {readout!r} is not one of {READOUTS}")
+        self.readout = readout
         self.num_classes = num_classes
         self.frontend = frontend
         in_chans = in_chans or getattr(frontend, "channels", 1)
@@ -176,9 +187,29 @@ class SEDModel(nn.Module):
             )
 
     def forward_spec(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Spectrogram [B, ch, n_mels, T] -> {"clip": [B, C], "frame": [B, T', C]} logits."""
-        return self.head(self.backbone.forward_features(spec))  # features [B, F, f, T']
+        """Spectrogram [B, ch, n_mels, T] -> logits {"clip": [B, C], "frame": [B, T', C],
+        "score": [B, C]} (``score`` per ``readout``)."""
+        out = self.head(self.backbone.forward_features(spec))  # features [B, F, f, T']
+        return {**out, "score": window_logits(out, self.readout)}
 
     def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Waveform [B, samples] -> {"clip": [B, C], "frame": [B, T', C]} logits."""
+        """Waveform [B, samples] -> logits {"clip", "frame", "score"} (see ``forward_spec``)."""
         return self.forward_spec(self.frontend(wave))
+
+
+def window_score(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The score logits [B, C] of a model's outputs: ``"score"``, else ``"clip"``."""
+    return out["score"] if "score" in out else out["clip"]
+
+
+def window_logits(out: dict[str, torch.Tensor], readout: str = "clip") -> torch.Tensor:
+    """A window's score logits [B, C] from head outputs ``{"clip", "frame"}``.
+
+    Args:
+        out: head outputs; ``"frame"`` is needed unless ``readout="clip"``.
+        readout: ``"clip"`` | ``"frame_max"`` | ``"mean"`` (see :class:`SEDModel`).
+    """
+    if readout == "clip":
+        return out["clip"]
+    frame_max = out["frame"].amax(dim=1)  # [B, T', C] -> [B, C]
+    return frame_max if readout == "frame_max" else 0.5 * (out["clip"] + frame_max)

@@ -20,6 +20,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from birdsweep.evaluate.metric import macro_auc
+from birdsweep.model.sed import window_score
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -83,7 +84,8 @@ def predict(
     progress: bool = False,
     desc: str = "predict",
 ) -> np.ndarray:
-    """Clip-level probabilities ``sigmoid(model(wave)["clip"])`` for every item of ``dataset``.
+    """Window probabilities ``sigmoid(model(wave)["score"])`` (``"clip"`` for a model that
+    returns no ``"score"``) for every item of ``dataset``.
 
     Args:
         model: a model following the ``forward(wave) -> {"clip", "frame"}`` contract.
@@ -104,7 +106,7 @@ def predict(
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         wave = batch[0].to(device, non_blocking=True)
         with _autocast(device, amp):
-            logits = model(wave)["clip"]
+            logits = window_score(model(wave))
         out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 

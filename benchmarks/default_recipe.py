@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from benchmarks._common import REPO, timed_kfold  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
-# read-out): the baseline of the search
+# read-out, best epoch by validation AUC, training noise at -5..20 dB): the baseline of the search
 PREVIOUS = [
     "loss=bce",
     "optimizer.lr=1e-3",
@@ -34,6 +34,8 @@ PREVIOUS = [
     "data.min_epoch_samples=0",
     "model.frontend.normalize=instance",
     "model.readout=clip",
+    "trainer.keep=best",
+    "aug.wave.noise.snr_db=[-5,20]",
 ]
 
 

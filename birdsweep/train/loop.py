@@ -31,6 +31,9 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+KEEP = ("best", "last")
+
+
 @dataclass
 class TrainerSettings:
     """Knobs of ``conf/trainer`` that the loop reads (see the YAML for their meaning)."""
@@ -50,6 +53,11 @@ class TrainerSettings:
     freeze_backbone: bool = False  # train only the head (front end and backbone frozen)
     dist_backend: str = "gloo"  # process-group backend under torchrun (gloo | nccl)
     channels_last: bool = False  # NHWC memory layout for the backbone's convolutions
+    keep: str = "best"  # which epoch a fold keeps as best.pt: best (validation AUC) | last
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP:
+            raise ValueError(f"trainer.keep: {self.keep!r} is not one of {KEEP}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -112,7 +120,8 @@ def predict(
 
 
 class FoldTrainer:
-    """Train one model on one fold, keeping the best epoch by validation macro AUC.
+    """Train one model on one fold, keeping the best epoch by validation macro AUC (or the
+    last epoch, ``trainer.keep=last``).
 
     Args:
         model: the model (front end inside).
@@ -249,7 +258,7 @@ class FoldTrainer:
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             score = auc if math.isfinite(auc) else -train_loss
-            if score > best.best_auc or best.best_epoch < 0:
+            if score > best.best_auc or best.best_epoch < 0 or s.keep == "last":
                 best.best_epoch, best.best_auc, best.val_probs = epoch, score, probs
                 if dist.is_main:
                     save_checkpoint(best_path, self._state(eval_model, epoch, auc))

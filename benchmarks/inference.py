@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -176,15 +177,20 @@ def quantize(src: Path, dst: Path, op_types: list[str] | None) -> Path:
     """Dynamic int8 quantisation of every graph of an ensemble folder."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    return _per_graph(
+        src,
+        dst,
+        lambda a, b: quantize_dynamic(
+            a, b, weight_type=QuantType.QInt8, op_types_to_quantize=op_types
+        ),
+    )
+
+
+def _per_graph(src: Path, dst: Path, fn: Callable[[Path, Path], None]) -> Path:
+    """Copy ensemble folder ``src`` to ``dst`` and rewrite each graph with ``fn(src, dst)``."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
-    man = json.loads((src / MANIFEST).read_text())
-    for g in man["graphs"]:
-        quantize_dynamic(
-            src / g["file"],
-            dst / g["file"],
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=op_types,
-        )
+    for g in json.loads((src / MANIFEST).read_text())["graphs"]:
+        fn(src / g["file"], dst / g["file"])
     return dst
 
 
@@ -206,20 +212,20 @@ def quantize_static_convs(src: Path, dst: Path, windows: np.ndarray, batch: int 
             x = next(self.batches, None)
             return None if x is None else {"wave": x}
 
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    man = json.loads((src / MANIFEST).read_text())
-    for g in man["graphs"]:
-        quantize_static(
-            src / g["file"],
-            dst / g["file"],
+    return _per_graph(
+        src,
+        dst,
+        lambda a, b: quantize_static(
+            a,
+            b,
             Windows(),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-        )
-    return dst
+        ),
+    )
 
 
 def calibration_windows(files: list[Path], n: int, sample_rate: int, window: int) -> np.ndarray:

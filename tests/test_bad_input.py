@@ -97,3 +97,21 @@ def test_unknown_backbone_names_the_key(tiny_cfg):
     tiny_cfg.model.backbone = "efficientnet_b99"
     with pytest.raises(ValueError, match=r"model.backbone.*efficientnet_b99"):
         run_kfold(tiny_cfg)
+
+
+def test_non_finite_model_outputs_name_the_cause(tiny_cfg):
+    """A model whose BatchNorm statistics hold NaN makes predict() stop with the cause, not a
+    metric error about NaN scores far downstream (with and without AMP)."""
+    import torch
+
+    from birdsweep.config import build
+    from birdsweep.train.loop import NonFiniteLossError, predict
+
+    model = build(tiny_cfg.model, num_classes=3)
+    waves = torch.utils.data.TensorDataset(torch.randn(4, 16000) * 0.1)
+    assert np.isfinite(predict(model, waves, batch_size=2)).all()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var.fill_(float("nan"))
+    for amp in (False, True):
+        with pytest.raises(NonFiniteLossError, match="not finite"):
+            predict(model, waves, batch_size=2, amp=amp)

@@ -115,6 +115,15 @@ def predict(
         wave = batch[0].to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = window_score(model(wave))
+        if not torch.isfinite(logits).all():
+            if amp:  # fp16 overflow (e.g. early BatchNorm statistics): this batch again in fp32
+                log.warning("%s: non-finite outputs under AMP; batch recomputed in fp32", desc)
+                logits = window_score(model(wave.float()))
+            if not torch.isfinite(logits).all():
+                raise NonFiniteLossError(
+                    f"{desc}: the model's outputs are NaN/inf in fp32: its weights or BatchNorm "
+                    "statistics are not finite (training diverged; lower optimizer.lr)"
+                )
         out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 

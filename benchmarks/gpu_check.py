@@ -60,6 +60,7 @@ def throughput(preset: str, amp: bool, args: argparse.Namespace, root: Path) -> 
     over += [f"trainer.device={args.device}", f"trainer.amp={str(amp).lower()}"]
     if args.batch_size:
         over.append(f"trainer.batch_size={args.batch_size}")
+    over += list(args.overrides)
     cfg = compose_run_config(over, root)
     s = TrainerSettings.from_config(cfg.trainer)
     device = torch.device(s.device)
@@ -212,6 +213,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: trainer=gpu's")
     ap.add_argument("--classes", type=int, default=206, help="head size (BirdCLEF 2025: 206)")
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
+    ap.add_argument("--overrides", nargs="*", default=[], help="throughput: extra config overrides")
+    ap.add_argument(
+        "--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True"
+    )
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--no-parity", action="store_true")
     ap.add_argument("--parity-models", nargs="+", default=["sed_small", "sed_v2s"], choices=PRESETS)
@@ -222,6 +227,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible (use --device cpu for a smoke run)")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.device == "cuda":
         print(f"# {torch.cuda.get_device_name()} · torch {torch.__version__}", flush=True)
     results: dict[str, Any] = {"torch": torch.__version__}

@@ -52,6 +52,7 @@ def _export(args: argparse.Namespace) -> int:
         dynamo=not args.legacy_exporter,
         stft=args.stft,
         combine=args.combine,
+        file_max_power=args.file_max_power,
         parity_audio=args.parity_audio,
         tolerance=args.tolerance,
         tracking_uri=uri,
@@ -84,6 +85,7 @@ def _infer(args: argparse.Namespace) -> int:
         combine=args.combine,
         threshold=args.threshold,
         threads=args.threads,
+        file_max_power=args.file_max_power,
         batch_size=args.batch_size,
         fail_windows=args.fail_windows,
         progress=not args.no_progress,
@@ -203,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--combine", choices=["rank", "mean"], default="rank", help="default combination"
     )
     p.add_argument(
+        "--file-max-power",
+        type=float,
+        default=None,
+        help="recording context of submission scores: window × recording max^POWER per class "
+        "(default: the training config's postprocess.power; 0 = off)",
+    )
+    p.add_argument(
         "--separate-graphs", action="store_true", help="one graph per model (no shared front end)"
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
@@ -237,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the manifest's for submission, mean for detections",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="detections: smallest score kept")
+    p.add_argument(
+        "--file-max-power",
+        type=float,
+        default=None,
+        help="recording context: window × recording max^POWER per class (default: the "
+        "manifest's for a submission, 0 for detections)",
+    )
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
     )

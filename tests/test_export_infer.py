@@ -21,6 +21,7 @@ from birdsweep.export.ensemble import export_ensemble
 from birdsweep.export.graph import load_model
 from birdsweep.export.select import select_checkpoints, select_from_mlflow
 from birdsweep.infer.combine import combine
+from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.ensemble import Ensemble, label_files
 from birdsweep.infer.stream import WindowReader
 from birdsweep.train.checkpoint import save_checkpoint
@@ -144,8 +145,18 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     ckpts = [m["checkpoint"] for m in exported.manifest["models"]]
     probs, row_ids = _torch_window_probs(cfg, ckpts, files, len(labels))
     truth = solution.set_index("row_id").loc[row_ids, labels].to_numpy()
+    # the training config's recording context travels in the manifest and is applied per model
+    power = float(cfg.postprocess.power)
+    assert power > 0 and exported.manifest["context"] == {"file_max_power": power}
+    rec = [r.rsplit("_", 1)[0] for r in row_ids]
+    file_max = pd.DataFrame(probs.reshape(len(probs), -1)).groupby(rec).transform("max")
+    want_mean = (probs * file_max.to_numpy().reshape(probs.shape) ** power).mean(1)
     got = score_submission(solution, sub)
-    assert got == pytest.approx(macro_auc(truth, probs.mean(1)), abs=1e-3)
+    assert got == pytest.approx(macro_auc(truth, want_mean), abs=1e-3)
+    assert got != pytest.approx(macro_auc(truth, probs.mean(1)), abs=1e-6)  # context changed it
+    assert sub.set_index("row_id").loc[row_ids, labels].to_numpy() == pytest.approx(
+        want_mean, abs=1e-4
+    )
 
     # rank: a 1-epoch model's scores differ by ~1e-4 between windows, so float noise between
     # runtimes may swap near-ties; compare with the ONNX per-model probabilities instead
@@ -153,7 +164,7 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     np.testing.assert_allclose(res.probs, probs, atol=1e-4)
     label_files(exported.out_dir, files, out, combine="rank")
     ranked = pd.read_csv(out).set_index("row_id").loc[row_ids, labels].to_numpy()
-    want = combine(res.probs, "rank")  # per-class ranks over all rows, 0-1, averaged
+    want = combine(FileMaxContext(power)(res.probs, res.file_index), "rank")  # ranks, averaged
     diff = np.abs(ranked - want)
     assert diff.max() <= 2.0 / (len(want) - 1) + 1e-6  # at most a swap of near-tied neighbours
     assert np.mean(diff < 1e-6) > 0.9

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from birdsweep.evaluate.metric import macro_auc
 from birdsweep.train.kfold import run_kfold
 from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER
 
@@ -32,6 +34,16 @@ def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
     assert len(summary.folds) == 2
     assert 0.0 <= summary.cv_macro_auc <= 1.0
     assert math.isfinite(summary.soundscape_macro_auc)
+    # the soundscape AUC uses the recording context of conf/postprocess; the raw one does not
+    preds = np.load(Path(summary.checkpoint_dir) / "predictions.npz")
+    truth = preds["soundscape_targets"]
+    assert summary.soundscape_macro_auc == pytest.approx(
+        macro_auc(truth, preds["soundscape_scores"])
+    )
+    assert summary.soundscape_macro_auc_raw == pytest.approx(
+        macro_auc(truth, preds["soundscape_probs"])
+    )
+    assert not np.allclose(preds["soundscape_scores"], preds["soundscape_probs"])
     for r in summary.folds:
         assert Path(r.checkpoint).is_file() and len(r.history) == 1
     uri = tiny_cfg.logger.tracking_uri
@@ -39,7 +51,13 @@ def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
     assert len(parents) == 1 and len(children) == 2
     p = parents[0]
     assert p.info.status == "FINISHED"
-    for key in ("cv_macro_auc", "cv_macro_auc_std", "soundscape_macro_auc", "oof_macro_auc"):
+    for key in (
+        "cv_macro_auc",
+        "cv_macro_auc_std",
+        "soundscape_macro_auc",
+        "soundscape_macro_auc_raw",
+        "oof_macro_auc",
+    ):
         assert key in p.data.metrics
     assert p.data.metrics["cv_macro_auc"] == pytest.approx(summary.cv_macro_auc)
     assert p.data.params["model.backbone"] == "mobilenetv3_small_050"

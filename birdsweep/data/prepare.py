@@ -32,6 +32,11 @@ class SoundscapeSet:
     targets: np.ndarray  # [N, C] in label order
     folds: np.ndarray | None = None  # fold id per window (pseudo-labels: by soundscape file)
 
+    @property
+    def files(self) -> list[str]:
+        """The recording of each window (for recording-level context)."""
+        return [path for path, _ in self.items]
+
 
 @dataclass
 class PreparedData:

@@ -34,6 +34,7 @@ from birdsweep.export.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from birdsweep.export.select import FoldSource
 from birdsweep.features.frontend import EXPORT_STFT
 from birdsweep.infer.combine import COMBINE_METHODS
+from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.stream import WindowReader
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def export_ensemble(
     dynamo: bool = True,
     stft: str = "factored",
     combine: str = "rank",
+    file_max_power: float | None = None,
     parity_random_windows: int = 4,
     parity_audio: Sequence[str | Path] | None = None,
     parity_real_windows: int = 8,
@@ -158,6 +160,9 @@ def export_ensemble(
             (matrix products, :mod:`birdsweep.features.dft`; faster in onnxruntime) or
             ``onnx`` (the ONNX ``STFT`` operator).
         combine: default combination recorded in the manifest (``rank`` | ``mean``).
+        file_max_power: recording context of submission scores recorded in the manifest (see
+            :class:`birdsweep.infer.context.FileMaxContext`); None = the first model's
+            training config ``postprocess.power`` (0 when it has none).
         parity_random_windows: random-noise windows in the parity check.
         parity_audio: audio files/folders for the real-window parity check (None = the
             training config's ``data.soundscape_dir`` or ``data.noise_soundscapes_dir``).
@@ -205,6 +210,9 @@ def export_ensemble(
     cfgs = [OmegaConf.create(ck["config"]) for ck in cks]
     _check_compatible(sources, cks, cfgs)
     labels = list(cks[0]["labels"])
+    if file_max_power is None:
+        file_max_power = float((cfgs[0].get("postprocess") or {}).get("power", 0.0))
+    FileMaxContext(file_max_power)  # validates it
     sr, window_seconds = int(cfgs[0].data.sample_rate), float(cfgs[0].data.window_seconds)
     reader = WindowReader(sr, window_seconds)
     win = reader.window_samples
@@ -309,6 +317,7 @@ def export_ensemble(
             "models": entries,
             "mean_fold_score": float(np.mean(scores)) if scores else None,
             "combine": combine,
+            "context": {"file_max_power": file_max_power},
             "selection": selection or {},
             "parity": {
                 "tolerance": tolerance,

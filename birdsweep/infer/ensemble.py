@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from birdsweep.data.audio import AudioError, list_audio_files
 from birdsweep.export.manifest import read_manifest
 from birdsweep.infer.combine import COMBINE_METHODS, combine
+from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
 from birdsweep.infer.stream import Chunk, WindowReader
 
@@ -85,11 +86,13 @@ class InferenceResult:
             names=list(INDEX_NAMES),
         )
 
-    def scores(self, method: str = "rank") -> pd.DataFrame:
+    def scores(self, method: str = "rank", file_max_power: float = 0.0) -> pd.DataFrame:
         """Ensemble scores, one row per window and one column per label.
 
         Args:
             method: ``rank`` or ``mean`` (see :func:`birdsweep.infer.combine.combine`).
+            file_max_power: recording context applied to each model's probabilities before
+                they are combined (:class:`birdsweep.infer.context.FileMaxContext`; 0 = none).
 
         Returns:
             DataFrame indexed by ``(file, start_time, end_time)``; ``attrs["failures"]`` lists
@@ -97,7 +100,9 @@ class InferenceResult:
             the ranking.
         """
         values = np.zeros((len(self.probs), len(self.labels)), dtype=np.float32)
-        values[self.decoded] = combine(self.probs[self.decoded], method)
+        ok = self.decoded
+        probs = FileMaxContext(file_max_power)(self.probs[ok], self.file_index[ok])
+        values[ok] = combine(probs, method)
         df = pd.DataFrame(values, index=self.index(), columns=self.labels)
         df.attrs["failures"] = [f.__dict__ for f in self.failures]
         return df
@@ -123,6 +128,7 @@ class Ensemble:
         manifest: its manifest.
         sessions: one onnxruntime session per graph of the manifest.
         combine: default combination (``rank`` | ``mean``).
+        file_max_power: recording context of submission scores (None = the manifest's).
         batch_size: windows per onnxruntime call (windows of different files share a batch).
         chunk_windows: windows decoded per read of a file (bounds memory on long files).
         prefetch: chunks decoded ahead by a background thread (0 = decode inline).
@@ -137,6 +143,7 @@ class Ensemble:
         manifest: dict[str, Any],
         sessions: list[Any],
         combine: str | None = None,
+        file_max_power: float | None = None,
         batch_size: int = 8,
         chunk_windows: int = 12,
         prefetch: int = 2,
@@ -148,6 +155,12 @@ class Ensemble:
         self.manifest = manifest
         self.sessions = sessions
         self.combine = combine or manifest.get("combine", "rank")
+        self.file_max_power = float(
+            (manifest.get("context") or {}).get("file_max_power", 0.0)
+            if file_max_power is None
+            else file_max_power
+        )
+        FileMaxContext(self.file_max_power)  # validates it
         if self.combine not in COMBINE_METHODS:
             raise ValueError(f"combine: {self.combine!r} is not one of {COMBINE_METHODS}")
         if batch_size < 1:
@@ -381,19 +394,24 @@ class Ensemble:
         )
 
     def predict_files(
-        self, paths: Sequence[str | Path] | str | Path, combine: str | None = None
+        self,
+        paths: Sequence[str | Path] | str | Path,
+        combine: str | None = None,
+        file_max_power: float | None = None,
     ) -> pd.DataFrame:
         """Ensemble scores of every window of the files.
 
         Args:
             paths: audio files (ogg/wav/flac/mp3, any rate and channel count), or a folder.
             combine: ``rank`` | ``mean`` (None = the ensemble's default).
+            file_max_power: recording context (None = the ensemble's default).
 
         Returns:
             DataFrame indexed by ``(file, start_time, end_time)`` with one column per label;
             ``attrs["failures"]`` lists undecodable files (their rows hold 0).
         """
-        return self.run(paths).scores(combine or self.combine)
+        power = self.file_max_power if file_max_power is None else file_max_power
+        return self.run(paths).scores(combine or self.combine, power)
 
 
 def gather_audio_files(audio: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -439,6 +457,7 @@ def label_files(
     combine: str | None = None,
     threshold: float = 0.5,
     threads: int | None = None,
+    file_max_power: float | None = None,
     **kwargs: Any,
 ) -> LabelSummary:
     """Score audio files or folders with an ensemble and write a submission or detections CSV.
@@ -453,6 +472,9 @@ def label_files(
             ``mean`` for detections (a threshold needs probabilities, not ranks).
         threshold: smallest score listed in detections.
         threads: onnxruntime intra-op threads.
+        file_max_power: recording context (:class:`birdsweep.infer.context.FileMaxContext`);
+            None = the manifest's for a submission and 0 for detections (their threshold
+            needs each window's own probability).
         **kwargs: :class:`Ensemble` options (``batch_size``, ``prefetch``, ``progress``, ...).
 
     Returns:
@@ -475,7 +497,9 @@ def label_files(
     res = ens.run(files)
     if combine is None:
         combine = ens.combine if output_format == "submission" else "mean"
-    scores = res.scores(combine)
+    if file_max_power is None:
+        file_max_power = ens.file_max_power if output_format == "submission" else 0.0
+    scores = res.scores(combine, file_max_power)
     table = (
         submission_table(scores)
         if output_format == "submission"

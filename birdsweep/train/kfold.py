@@ -21,6 +21,7 @@ from birdsweep.config import build
 from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
+from birdsweep.infer.context import FileMaxContext
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
@@ -29,7 +30,15 @@ from birdsweep.train.validate import validate_config
 log = logging.getLogger(__name__)
 
 # config keys that do not change what a fold learns (excluded from the checkpoint key)
-NON_LEARNING_KEYS = ("logger", "paths", "tags", "task_name", "hydra", "hparams_search")
+NON_LEARNING_KEYS = (
+    "logger",
+    "paths",
+    "tags",
+    "task_name",
+    "hydra",
+    "hparams_search",
+    "postprocess",
+)
 NON_LEARNING_SUBKEYS = {
     "trainer": ("progress", "resume", "num_workers", "eval_batch_size"),
     "data": ("folds", "decode_workers"),
@@ -67,11 +76,12 @@ class KFoldSummary:
     cv_macro_auc: float
     cv_macro_auc_std: float
     oof_macro_auc: float
-    soundscape_macro_auc: float
+    soundscape_macro_auc: float  # fold ensemble (mean), with the postprocess context
     per_class: pd.DataFrame
     checkpoint_dir: str
     run_id: str | None
     n_bad_files: int
+    soundscape_macro_auc_raw: float = float("nan")  # the same, each window on its own
 
 
 @dataclass
@@ -199,6 +209,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     )
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
+    context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
     noise: list[np.ndarray] | None = None
     oof_probs: list[np.ndarray] = []
     oof_targets: list[np.ndarray] = []
@@ -255,7 +266,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     )
                 if data.soundscapes is not None:
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
-                    res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sp)
+                    res.soundscape_macro_auc = macro_auc(
+                        data.soundscapes.targets, context(sp, data.soundscapes.files)
+                    )
                     sc_probs.append(sp)
                 if not res.reused and dist.is_main:
                     atomic_write_bytes(fold_dir / "val_probs.npy", lambda f, p=probs: np.save(f, p))
@@ -285,6 +298,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             sc_probs,
             ckpt_root,
             tracker,
+            context,
         )
         if dist.is_main:
             atomic_write_json(
@@ -439,6 +453,7 @@ def _summarise(
     sc_probs: list[np.ndarray],
     ckpt_root: Path,
     tracker: Any,
+    context: FileMaxContext,
 ) -> KFoldSummary:
     labels = data.meta.labels
     aucs = np.array([r.val_macro_auc for r in results], dtype=float)
@@ -452,10 +467,12 @@ def _summarise(
             "n_oof_windows_pos": (oof_targets >= 0.5).sum(0).astype(int),
         }
     )
-    sc_auc = float("nan")
+    sc_auc = sc_auc_raw = float("nan")
     if sc_probs:
-        ens = np.mean(sc_probs, axis=0)
+        raw = np.mean(sc_probs, axis=0)
+        ens = np.mean([context(p, data.soundscapes.files) for p in sc_probs], axis=0)
         sc_auc = macro_auc(data.soundscapes.targets, ens)
+        sc_auc_raw = macro_auc(data.soundscapes.targets, raw)
         table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)
         table["n_soundscape_windows_pos"] = (data.soundscapes.targets >= 0.5).sum(0).astype(int)
     oof_auc = macro_auc(oof_targets, oof_probs)
@@ -464,6 +481,7 @@ def _summarise(
         "cv_macro_auc_std": cv_std,
         "oof_macro_auc": oof_auc,
         "soundscape_macro_auc": sc_auc,
+        "soundscape_macro_auc_raw": sc_auc_raw,
         "soundscape_macro_auc_fold_mean": float(
             np.nanmean([r.soundscape_macro_auc for r in results])
         )
@@ -480,7 +498,8 @@ def _summarise(
     preds = {"labels": np.array(labels), "oof_probs": oof_probs, "oof_targets": oof_targets}
     if sc_probs:
         preds.update(
-            soundscape_probs=np.mean(sc_probs, axis=0),
+            soundscape_probs=raw,
+            soundscape_scores=ens,
             soundscape_targets=data.soundscapes.targets,
             soundscape_row_ids=np.array(data.soundscapes.row_ids),
         )
@@ -494,6 +513,7 @@ def _summarise(
         cv_macro_auc_std=cv_std,
         oof_macro_auc=oof_auc,
         soundscape_macro_auc=sc_auc,
+        soundscape_macro_auc_raw=sc_auc_raw,
         per_class=table,
         checkpoint_dir=str(ckpt_root),
         run_id=tracker.parent_id,

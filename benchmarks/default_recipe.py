@@ -36,6 +36,7 @@ PREVIOUS = [
     "model.frontend.normalize=instance",
     "model.readout=clip",
     "trainer.keep=best",
+    "aug=noisy",
     "aug.wave.noise.snr_db=[-5,20]",
     "postprocess=none",
 ]

@@ -33,7 +33,9 @@ class FileMaxContext:
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.power) or self.power < 0:
-            raise ValueError(f"postprocess.power must be a number >= 0, got {self.power!r}")
+            raise ValueError(
+                f"postprocess.power (--file-max-power) must be a number >= 0, got {self.power!r}"
+            )
 
     def __call__(self, probs: np.ndarray, files: Sequence[object]) -> np.ndarray:
         """Scores with recording context.

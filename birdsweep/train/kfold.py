@@ -213,7 +213,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     noise: list[np.ndarray] | None = None
     oof_probs: list[np.ndarray] = []
     oof_targets: list[np.ndarray] = []
-    sc_probs: list[np.ndarray] = []
+    sc_probs: list[np.ndarray] = []  # per fold: each window alone
+    sc_scores: list[np.ndarray] = []  # per fold: with the recording context
     results: list[FoldResult] = []
     status = "FAILED"
     try:
@@ -266,10 +267,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     )
                 if data.soundscapes is not None:
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
-                    res.soundscape_macro_auc = macro_auc(
-                        data.soundscapes.targets, context(sp, data.soundscapes.files)
-                    )
                     sc_probs.append(sp)
+                    sc_scores.append(context(sp, data.soundscapes.files))
+                    res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sc_scores[-1])
                 if not res.reused and dist.is_main:
                     atomic_write_bytes(fold_dir / "val_probs.npy", lambda f, p=probs: np.save(f, p))
                     atomic_write_json(done, {**res.__dict__, "reused": False})
@@ -296,9 +296,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             np.concatenate(oof_probs),
             np.concatenate(oof_targets),
             sc_probs,
+            sc_scores,
             ckpt_root,
             tracker,
-            context,
         )
         if dist.is_main:
             atomic_write_json(
@@ -451,9 +451,9 @@ def _summarise(
     oof_probs: np.ndarray,
     oof_targets: np.ndarray,
     sc_probs: list[np.ndarray],
+    sc_scores: list[np.ndarray],
     ckpt_root: Path,
     tracker: Any,
-    context: FileMaxContext,
 ) -> KFoldSummary:
     labels = data.meta.labels
     aucs = np.array([r.val_macro_auc for r in results], dtype=float)
@@ -470,7 +470,7 @@ def _summarise(
     sc_auc = sc_auc_raw = float("nan")
     if sc_probs:
         raw = np.mean(sc_probs, axis=0)
-        ens = np.mean([context(p, data.soundscapes.files) for p in sc_probs], axis=0)
+        ens = np.mean(sc_scores, axis=0)
         sc_auc = macro_auc(data.soundscapes.targets, ens)
         sc_auc_raw = macro_auc(data.soundscapes.targets, raw)
         table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)

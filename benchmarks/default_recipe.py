@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from benchmarks._common import REPO, timed_kfold  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
-# read-out, best epoch by validation AUC, training noise at -5..20 dB, no recording context): the
+# read-out, best epoch by validation AUC, training noise at -5..20 dB, no recording context or
+# test-time shifts): the
 # baseline of the search
 PREVIOUS = [
     "loss=bce",
@@ -39,6 +40,7 @@ PREVIOUS = [
     "aug=noisy",
     "aug.wave.noise.snr_db=[-5,20]",
     "postprocess=none",
+    "tta=none",
 ]
 
 

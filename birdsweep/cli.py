@@ -53,6 +53,7 @@ def _export(args: argparse.Namespace) -> int:
         stft=args.stft,
         combine=args.combine,
         file_max_power=args.file_max_power,
+        shifts=args.shifts,
         parity_audio=args.parity_audio,
         tolerance=args.tolerance,
         tracking_uri=uri,
@@ -86,6 +87,7 @@ def _infer(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         threads=args.threads,
         file_max_power=args.file_max_power,
+        shifts=args.shifts,
         batch_size=args.batch_size,
         fail_windows=args.fail_windows,
         progress=not args.no_progress,
@@ -212,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the training config's postprocess.power; 0 = off)",
     )
     p.add_argument(
+        "--shifts",
+        type=float,
+        nargs="+",
+        default=None,
+        help="test-time shifts in seconds, probabilities averaged, e.g. -0.625 0 0.625 "
+        "(default: the training config's tta.seconds; 0 = each window once)",
+    )
+    p.add_argument(
         "--separate-graphs", action="store_true", help="one graph per model (no shared front end)"
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
@@ -252,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="recording context: window × recording max^POWER per class (default: the "
         "manifest's for a submission, 0 for detections)",
+    )
+    p.add_argument(
+        "--shifts",
+        type=float,
+        nargs="+",
+        default=None,
+        help="test-time shifts in seconds, probabilities averaged (default: the manifest's; "
+        "0 = each window once, the fastest)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"

@@ -114,8 +114,9 @@ def test_export_from_mlflow_writes_manifest_and_logs_run(trained, exported):
         select_from_mlflow(uri, experiment="nope")
 
 
-def _torch_window_probs(cfg, checkpoints, files, n_classes):
-    """[N, M, C] PyTorch probabilities of every 5 s window, row ids in file/window order."""
+def _torch_window_probs(cfg, checkpoints, files, n_classes, shifts=(0.0,)):
+    """[N, M, C] PyTorch probabilities of every 5 s window, averaged over windows moved by
+    ``shifts`` seconds (kept inside the file), row ids in file/window order."""
     models = [load_fold_model(cfg, c, n_classes) for c in checkpoints]
     sr, win = int(cfg.data.sample_rate), int(5 * cfg.data.sample_rate)
     probs, row_ids = [], []
@@ -123,8 +124,16 @@ def _torch_window_probs(cfg, checkpoints, files, n_classes):
         for f in files:
             wave = load_audio(f, sr)
             n = -(-len(wave) // win)
-            x = torch.from_numpy(np.pad(wave, (0, n * win - len(wave))).reshape(n, win))
-            probs.append(torch.stack([torch.sigmoid(m(x)["score"]) for m in models], 1).numpy())
+            padded = np.pad(wave, (0, n * win))
+            per_shift = []
+            for s in shifts:
+                starts = [
+                    min(max(w * win + round(s * sr), 0), max(len(wave) - win, w * win))
+                    for w in range(n)
+                ]
+                x = torch.from_numpy(np.stack([padded[a : a + win] for a in starts]))
+                per_shift.append(torch.stack([torch.sigmoid(m(x)["score"]) for m in models], 1))
+            probs.append(torch.stack(per_shift).mean(0).numpy())
             row_ids += [f"{f.stem}_{5 * (w + 1)}" for w in range(n)]
     return np.concatenate(probs), row_ids
 
@@ -143,7 +152,10 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     solution = pd.read_csv(f"{root}/test_soundscapes_labels.csv")
     labels = exported.manifest["labels"]
     ckpts = [m["checkpoint"] for m in exported.manifest["models"]]
-    probs, row_ids = _torch_window_probs(cfg, ckpts, files, len(labels))
+    # the training config's test-time shifts travel in the manifest too
+    shifts = list(cfg.tta.seconds)
+    assert len(shifts) > 1 and exported.manifest["tta"] == {"shifts_seconds": shifts}
+    probs, row_ids = _torch_window_probs(cfg, ckpts, files, len(labels), shifts)
     truth = solution.set_index("row_id").loc[row_ids, labels].to_numpy()
     # the training config's recording context travels in the manifest and is applied per model
     power = float(cfg.postprocess.power)
@@ -162,6 +174,11 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     # runtimes may swap near-ties; compare with the ONNX per-model probabilities instead
     res = Ensemble.load(exported.out_dir).run(files)
     np.testing.assert_allclose(res.probs, probs, atol=1e-4)
+    once, _ = _torch_window_probs(cfg, ckpts, files, len(labels))
+    res_once = Ensemble.load(exported.out_dir, shifts=[0.0]).run(files)
+    np.testing.assert_allclose(res_once.probs, once, atol=1e-4)
+    # the shifts changed the scores by far more than the ONNX/PyTorch difference
+    assert np.abs(res_once.probs - res.probs).max() > 10 * np.abs(res.probs - probs).max()
     label_files(exported.out_dir, files, out, combine="rank")
     ranked = pd.read_csv(out).set_index("row_id").loc[row_ids, labels].to_numpy()
     want = combine(FileMaxContext(power)(res.probs, res.file_index), "rank")  # ranks, averaged
@@ -262,6 +279,15 @@ def test_streamed_windows_equal_whole_file_decode(tmp_path, rate, channels, seco
         n = min(len(flat), len(whole))
         np.testing.assert_allclose(flat[:n], whole[:n], atol=1e-6)
         assert not flat[len(whole) :].any()  # zero padding after the end
+        # context for test-time shifts: the same audio plus up to 1.25 s each side, unpadded
+        ctx_reader = WindowReader(32000, 5.0, chunk_windows=chunk, context_seconds=1.25)
+        for c, plain in zip(ctx_reader.iter_windows(path), chunks, strict=True):
+            np.testing.assert_array_equal(c.windows, plain.windows)
+            a = c.first_window * 160000
+            assert c.context_start == max(0, a - 40000)
+            b = min(len(whole), a + len(c.windows) * 160000 + 40000)
+            assert len(c.context) == b - c.context_start
+            np.testing.assert_allclose(c.context, whole[c.context_start : b], atol=1e-6)
 
 
 def test_combine_rank_and_mean_properties():

@@ -35,6 +35,7 @@ from birdsweep.export.select import FoldSource
 from birdsweep.features.frontend import EXPORT_STFT
 from birdsweep.infer.combine import COMBINE_METHODS
 from birdsweep.infer.context import FileMaxContext
+from birdsweep.infer.shifts import TestTimeShifts
 from birdsweep.infer.stream import WindowReader
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def export_ensemble(
     stft: str = "factored",
     combine: str = "rank",
     file_max_power: float | None = None,
+    shifts: Sequence[float] | None = None,
     parity_random_windows: int = 4,
     parity_audio: Sequence[str | Path] | None = None,
     parity_real_windows: int = 8,
@@ -163,6 +165,9 @@ def export_ensemble(
         file_max_power: recording context of submission scores recorded in the manifest (see
             :class:`birdsweep.infer.context.FileMaxContext`); None = the first model's
             training config ``postprocess.power`` (0 when it has none).
+        shifts: test-time shifts (seconds) recorded in the manifest (see
+            :class:`birdsweep.infer.shifts.TestTimeShifts`); None = the first model's
+            training config ``tta.seconds`` (``[0.0]``, none, when it has none).
         parity_random_windows: random-noise windows in the parity check.
         parity_audio: audio files/folders for the real-window parity check (None = the
             training config's ``data.soundscape_dir`` or ``data.noise_soundscapes_dir``).
@@ -214,6 +219,10 @@ def export_ensemble(
         file_max_power = float((cfgs[0].get("postprocess") or {}).get("power", 0.0))
     FileMaxContext(file_max_power)  # validates it
     sr, window_seconds = int(cfgs[0].data.sample_rate), float(cfgs[0].data.window_seconds)
+    if shifts is None:
+        shifts = list((cfgs[0].get("tta") or {}).get("seconds", None) or [0.0])
+    tta = TestTimeShifts(shifts)
+    tta.validate(window_seconds)
     reader = WindowReader(sr, window_seconds)
     win = reader.window_samples
 
@@ -318,6 +327,7 @@ def export_ensemble(
             "mean_fold_score": float(np.mean(scores)) if scores else None,
             "combine": combine,
             "context": {"file_max_power": file_max_power},
+            "tta": {"shifts_seconds": list(tta.seconds)},
             "selection": selection or {},
             "parity": {
                 "tolerance": tolerance,

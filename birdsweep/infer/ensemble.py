@@ -26,6 +26,7 @@ from birdsweep.export.manifest import read_manifest
 from birdsweep.infer.combine import COMBINE_METHODS, combine
 from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.infer.shifts import TestTimeShifts
 from birdsweep.infer.stream import Chunk, WindowReader
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ class Ensemble:
         sessions: one onnxruntime session per graph of the manifest.
         combine: default combination (``rank`` | ``mean``).
         file_max_power: recording context of submission scores (None = the manifest's).
+        shifts: test-time shifts in seconds, probabilities averaged (None = the manifest's;
+            ``[0]`` = each window once; see :class:`birdsweep.infer.shifts.TestTimeShifts`).
         batch_size: windows per onnxruntime call (windows of different files share a batch).
         chunk_windows: windows decoded per read of a file (bounds memory on long files).
         prefetch: chunks decoded ahead by a background thread (0 = decode inline).
@@ -144,6 +147,7 @@ class Ensemble:
         sessions: list[Any],
         combine: str | None = None,
         file_max_power: float | None = None,
+        shifts: Sequence[float] | None = None,
         batch_size: int = 8,
         chunk_windows: int = 12,
         prefetch: int = 2,
@@ -161,6 +165,10 @@ class Ensemble:
             else file_max_power
         )
         FileMaxContext(self.file_max_power)  # validates it
+        if shifts is None:
+            shifts = (manifest.get("tta") or {}).get("shifts_seconds") or [0.0]
+        self.tta = TestTimeShifts(shifts)
+        self.tta.validate(float(manifest["window_seconds"]))
         if self.combine not in COMBINE_METHODS:
             raise ValueError(f"combine: {self.combine!r} is not one of {COMBINE_METHODS}")
         if batch_size < 1:
@@ -174,6 +182,7 @@ class Ensemble:
             float(manifest["window_seconds"]),
             chunk_windows=chunk_windows,
             min_last_window_seconds=min_last_window_seconds,
+            context_seconds=self.tta.reach_seconds if self.tta.n > 1 else 0.0,
         )
 
     @classmethod
@@ -244,6 +253,19 @@ class Ensemble:
         return out
 
     # ----------------------------------------------------------------------- file inference
+
+    def _views(self, chunk: Chunk) -> np.ndarray:
+        """``[k, S, window_samples]``: each window of the chunk at every test-time shift."""
+        if self.tta.n == 1 or chunk.context is None:
+            return chunk.windows[:, None, :]
+        win, ctx, c0 = self.reader.window_samples, chunk.context, chunk.context_start
+        out = np.zeros((len(chunk.windows), self.tta.n, win), dtype=np.float32)
+        for i in range(len(chunk.windows)):
+            start = (chunk.first_window + i) * win
+            for j, st in enumerate(self.tta.starts(start, c0 + len(ctx), win, self.sample_rate)):
+                seg = ctx[st - c0 : st - c0 + win]
+                out[i, j, : len(seg)] = seg
+        return out
 
     def _produce(self, paths: Sequence[Path], stop: threading.Event) -> Iterator[Chunk | _Failed]:
         for i, p in enumerate(paths):
@@ -317,8 +339,9 @@ class Ensemble:
             paths = list_audio_files(paths)
         paths = [Path(p) for p in paths]
         expected = [self.reader.header_windows(p) for p in paths]
-        m, c, bs = self.n_models, len(self.labels), self.batch_size
-        batch = np.zeros((bs, self.reader.window_samples), dtype=np.float32)
+        m, c, bs, n_shift = self.n_models, len(self.labels), self.batch_size, self.tta.n
+        win = self.reader.window_samples
+        batch = np.zeros((bs, n_shift, win), dtype=np.float32)
         slots_f = np.zeros(bs, dtype=np.int64)
         slots_w = np.zeros(bs, dtype=np.int64)
         probs, f_idx, w_idx, ok = [], [], [], []
@@ -334,7 +357,8 @@ class Ensemble:
         def flush() -> None:
             nonlocal fill
             if fill:
-                probs.append(self.predict_windows(batch[:fill]))
+                p = self.predict_windows(batch[:fill].reshape(fill * n_shift, win))
+                probs.append(self.tta.combine(p.reshape(fill, n_shift, m, c).swapaxes(0, 1)))
                 f_idx.append(slots_f[:fill].copy())
                 w_idx.append(slots_w[:fill].copy())
                 ok.append(np.ones(fill, dtype=bool))
@@ -360,10 +384,11 @@ class Ensemble:
                     ok.append(np.zeros(n, dtype=bool))
                     bar.update(n)
                     continue
-                k, pos = len(item.windows), 0
+                views = self._views(item)
+                k, pos = len(views), 0
                 while pos < k:
                     take = min(bs - fill, k - pos)
-                    batch[fill : fill + take] = item.windows[pos : pos + take]
+                    batch[fill : fill + take] = views[pos : pos + take]
                     slots_f[fill : fill + take] = item.file_index
                     slots_w[fill : fill + take] = np.arange(
                         item.first_window + pos, item.first_window + pos + take

@@ -30,11 +30,16 @@ class Chunk:
         file_index: position of the file in the input list.
         first_window: index of the first window in the file.
         windows: ``[k, window_samples]`` float32 (the last window zero-padded).
+        context: the chunk's audio with up to ``context_seconds`` more on each side, as far
+            as the file goes, not padded (None when the reader keeps no context).
+        context_start: sample of the file (at the output rate) where ``context`` starts.
     """
 
     file_index: int
     first_window: int
     windows: np.ndarray
+    context: np.ndarray | None = None
+    context_start: int = 0
 
 
 class WindowReader:
@@ -47,6 +52,8 @@ class WindowReader:
         min_last_window_seconds: a trailing partial window shorter than this is dropped
             (a file shorter than one window always gives one zero-padded window).
         resample_margin_seconds: context decoded on each side of a chunk for resampling.
+        context_seconds: audio kept on each side of a chunk in :attr:`Chunk.context` (e.g.
+            for test-time shifts; 0 = none).
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class WindowReader:
         chunk_windows: int = 12,
         min_last_window_seconds: float = 1.0,
         resample_margin_seconds: float = 0.05,
+        context_seconds: float = 0.0,
     ) -> None:
         if chunk_windows < 1:
             raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
@@ -65,6 +73,9 @@ class WindowReader:
         self.chunk_windows = int(chunk_windows)
         self.min_last_window_seconds = float(min_last_window_seconds)
         self.resample_margin_seconds = float(resample_margin_seconds)
+        if not context_seconds >= 0:
+            raise ValueError(f"context_seconds must be >= 0, got {context_seconds}")
+        self.context_seconds = float(context_seconds)
 
     def n_windows_for(self, seconds: float) -> int:
         """Number of windows a recording of ``seconds`` gives."""
@@ -107,6 +118,8 @@ class WindowReader:
         margin = 0
         if sr_in != self.sample_rate:
             margin = int(math.ceil(self.resample_margin_seconds * sr_in / step)) * step
+        ctx_out = int(math.ceil(self.context_seconds * self.sample_rate))
+        margin += int(math.ceil(ctx_out * sr_in / self.sample_rate / step)) * step
         buf = np.zeros(0, dtype=np.float32)  # decoded input from `buf_start` on
         buf_start = 0
         eof = False
@@ -138,17 +151,18 @@ class WindowReader:
                     return
             lo = max(0, a - margin)
             seg = buf[lo - buf_start : min(b + margin, end) - buf_start]
-            if sr_in != self.sample_rate:
-                out = resample(seg, sr_in, self.sample_rate)
-                skip = (a - lo) * self.sample_rate // sr_in
-                out = out[skip:]
-            else:
-                out = seg
+            out = resample(seg, sr_in, self.sample_rate) if sr_in != self.sample_rate else seg
+            skip = (a - lo) * self.sample_rate // sr_in  # where window `w` starts in `out`
             n_out = k * self.window_samples
             windows = np.zeros(n_out, dtype=np.float32)
-            m = min(n_out, len(out))
-            windows[:m] = out[:m]
-            yield Chunk(file_index, w, windows.reshape(k, self.window_samples))
+            m = min(n_out, len(out) - skip)
+            windows[:m] = out[skip : skip + m]
+            context, c0 = None, 0
+            if ctx_out:
+                c0 = max(0, skip - ctx_out)
+                context = np.ascontiguousarray(out[c0 : skip + n_out + ctx_out], dtype=np.float32)
+                c0 += w * self.window_samples - skip
+            yield Chunk(file_index, w, windows.reshape(k, self.window_samples), context, c0)
             w += k
             # drop input no longer needed (keep `margin` before the next chunk start)
             keep_from = max(0, int(round(w * win_in)) - margin)

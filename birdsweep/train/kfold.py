@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from birdsweep.atomic import atomic_write_bytes, atomic_write_json
 from birdsweep.config import build
 from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
-from birdsweep.data.prepare import PreparedData, prepare_data
+from birdsweep.data.prepare import PreparedData, SoundscapeSet, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
 from birdsweep.infer.context import FileMaxContext
+from birdsweep.infer.shifts import TestTimeShifts
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
@@ -38,6 +39,7 @@ NON_LEARNING_KEYS = (
     "hydra",
     "hparams_search",
     "postprocess",
+    "tta",
 )
 NON_LEARNING_SUBKEYS = {
     "trainer": ("progress", "resume", "num_workers", "eval_batch_size"),
@@ -429,19 +431,38 @@ def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -
     return model.eval()
 
 
+def score_soundscapes(
+    model: torch.nn.Module,
+    sc: SoundscapeSet,
+    window_samples: int,
+    sample_rate: int,
+    tta: TestTimeShifts,
+    batch_size: int = 64,
+    device: str = "cpu",
+    amp: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
+    """``[N, C]`` probabilities of labelled soundscape windows, averaged over ``tta``'s shifts."""
+    starts = [tta.starts(s, sc.cache.length(p), window_samples, sample_rate) for p, s in sc.items]
+    items = [(p, st[j]) for j in range(tta.n) for (p, _), st in zip(sc.items, starts, strict=True)]
+    ds = Windows(sc.cache, items, np.tile(sc.targets, (tta.n, 1)), window_samples)
+    probs = predict(model, ds, batch_size, device, amp, progress, desc="soundscapes")
+    return tta.combine(probs.reshape(tta.n, len(sc.items), -1))
+
+
 def _soundscape_probs(cfg, data: PreparedData, fold_dir: Path, settings, labels) -> np.ndarray:
-    sc = data.soundscapes
-    model = load_fold_model(cfg, fold_dir / "best.pt", len(labels))
-    win = int(round(float(cfg.data.window_seconds) * data.sample_rate))
-    ds = Windows(sc.cache, sc.items, sc.targets, win)
-    return predict(
-        model,
-        ds,
+    tta = build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
+    tta.validate(float(cfg.data.window_seconds))
+    return score_soundscapes(
+        load_fold_model(cfg, fold_dir / "best.pt", len(labels)),
+        data.soundscapes,
+        int(round(float(cfg.data.window_seconds) * data.sample_rate)),
+        data.sample_rate,
+        tta,
         settings.eval_batch_size,
         settings.device,
         settings.amp,
         settings.progress,
-        desc="soundscapes",
     )
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/default_recipe.py                          # seeds 2 4, moderate + hard
     python benchmarks/default_recipe.py --seeds 2 --noise hard --recipes new birdnet
+    python benchmarks/default_recipe.py --recipes new -- trainer.progress=false   # + overrides
 
 Seeds 0, 1 and 3 were used to choose the defaults; report only on others. Each demo set is generated
 once and then trained on exactly as a user's folder is (``data=birdclef data.root=...``), so the
@@ -27,8 +28,7 @@ from benchmarks._common import REPO, timed_kfold  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
 # read-out, best epoch by validation AUC, training noise at -5..20 dB, no recording context or
-# test-time shifts): the
-# baseline of the search
+# test-time shifts): the baseline of the search
 PREVIOUS = [
     "loss=bce",
     "optimizer.lr=1e-3",
@@ -69,7 +69,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--noise", nargs="+", default=["moderate", "hard"])
     ap.add_argument("--classes", type=int, default=24)
-    ap.add_argument("--recipes", nargs="+", default=["new", "previous", "birdnet"])
+    ap.add_argument(
+        "--recipes",
+        nargs="+",
+        choices=["new", "previous", "birdnet"],
+        default=["new", "previous", "birdnet"],
+        help="end the list with -- before Hydra overrides",
+    )
     ap.add_argument("--root", type=Path, default=REPO / "outputs" / "benchmarks" / "recipe")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the birdsweep runs")
     args = ap.parse_args()

@@ -32,6 +32,7 @@ class TestTimeShifts:
     """
 
     seconds: Sequence[float] = (0.0,)
+    __test__ = False  # a product class whose name starts with "Test": not a pytest test class
 
     def __post_init__(self) -> None:
         vals = tuple(float(s) for s in (self.seconds or (0.0,)))

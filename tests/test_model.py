@@ -112,6 +112,17 @@ def test_band_norm_removes_stationary_band_keeps_transient():
     assert torch.allclose(band.mean(), torch.zeros(()), atol=1e-4)  # then instance-normalised
     with pytest.raises(ValueError, match="band_quantile"):
         MelFrontend(normalize="band", band_quantile=1.5)
+    # dual: both images as two channels, for callers whose own sound is stationary
+    fe = MelFrontend(normalize="dual", **kw)
+    both = fe(x)[0]
+    assert fe.out_channels == 2 and both.shape == (2, *inst.shape)
+    assert torch.allclose(both[0], inst, atol=1e-5) and torch.allclose(both[1], band, atol=1e-5)
+    with pytest.raises(ValueError, match="channels=1"):
+        MelFrontend(normalize="dual", channels=3)
+    model = tiny_model(frontend=MelFrontend(normalize="dual", **kw), readout="frame_max")
+    with torch.no_grad():
+        out = model(x)
+    assert out["score"].shape == (1, C) and torch.isfinite(out["score"]).all()
 
 
 @pytest.mark.parametrize("readout", ["clip", "frame_max", "mean"])
@@ -231,11 +242,13 @@ def test_checkpoint_missing_file(tmp_path):
         ("onnx", False, "instance"),
         ("factored", True, "instance"),
         ("factored", True, "band"),
+        ("factored", True, "dual"),
     ],
 )
 def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo, normalize):
     ort = pytest.importorskip("onnxruntime")
-    fe = MelFrontend(sample_rate=SR, n_mels=32, channels=3, normalize=normalize).eval()
+    channels = 1 if normalize == "dual" else 3
+    fe = MelFrontend(sample_rate=SR, n_mels=32, channels=channels, normalize=normalize).eval()
     fe.export_stft = stft
     path = tmp_path / "fe.onnx"
     kw = (

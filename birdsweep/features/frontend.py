@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 EXPORT_STFT = ("factored", "onnx")  # STFT formulations of an ONNX export
 
 BACKENDS = ("nnaudio", "torch")
-NORMALIZE = ("instance", "band", "none")
+NORMALIZE = ("instance", "band", "dual", "none")
 
 
 def mel_filterbank(
@@ -88,10 +88,11 @@ class MelFrontend(nn.Module):
         normalize: ``"instance"`` = per-sample, per-channel mean/std over (mel, time);
             ``"band"`` = first subtract each mel band's ``band_quantile`` over time (its noise
             floor: removes stationary hum, wind and insect-chorus bands), then ``"instance"``;
-            ``"none"`` leaves dB values.
+            ``"dual"`` = both as two channels (instance, band: a caller whose own sound is
+            stationary, e.g. an insect, stays in the first); ``"none"`` leaves dB values.
         band_quantile: Quantile over time taken as a band's noise floor (``"band"`` only;
             0.5 = the median, as in median-clipping noise reduction).
-        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta.
+        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta (not with ``"dual"``).
         delta_width: Window length of the delta filter (3-channel mode only).
         eps: Added to the std in instance normalisation.
     """
@@ -120,6 +121,11 @@ class MelFrontend(nn.Module):
             raise ValueError(f"model.frontend.normalize: {normalize!r} is not one of {NORMALIZE}")
         if channels not in (1, 3):
             raise ValueError(f"model.frontend.channels: {channels} must be 1 or 3")
+        if normalize == "dual" and channels != 1:
+            raise ValueError(
+                "model.frontend: normalize=dual makes 2 channels (instance, band) itself; "
+                f"use channels=1, got {channels}"
+            )
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(
                 f"model.frontend: need 0 <= fmin ({fmin}) < fmax ({fmax}) <= sample_rate/2 "
@@ -210,6 +216,9 @@ class MelFrontend(nn.Module):
             x = 10.0 * torch.log10(x.clamp(min=self.amin))
             if self.top_db is not None:
                 x = torch.maximum(x, x.amax(dim=(1, 2), keepdim=True) - self.top_db)
+            if self.normalize == "dual":
+                band = self._instance_norm(x - self._band_floor(x))
+                return torch.stack([self._instance_norm(x), band], dim=1)  # [B, 2, M, T]
             if self.normalize == "band":
                 x = x - self._band_floor(x)
             if self.normalize != "none":
@@ -221,6 +230,11 @@ class MelFrontend(nn.Module):
             if self.normalize != "none":
                 d1, d2 = self._instance_norm(d1), self._instance_norm(d2)
             return torch.stack([x, d1, d2], dim=1)  # [B, 3, M, T]
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the output image (the backbone's ``in_chans``)."""
+        return 2 if self.normalize == "dual" else self.channels
 
     def _band_floor(self, x: torch.Tensor) -> torch.Tensor:
         """Each mel band's ``band_quantile`` over time of [B, M, T] -> [B, M, 1].

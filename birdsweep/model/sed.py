@@ -117,7 +117,7 @@ class SEDModel(nn.Module):
         pretrained: Load timm's pretrained weights (needs them in the local HF cache).
         checkpoint_path: Local state dict to load after building: a full SEDModel state dict
             or a bare timm backbone one (strict=False; missing/unexpected keys are logged).
-        in_chans: Backbone input channels; ``None`` = ``frontend.channels``.
+        in_chans: Backbone input channels; ``None`` = ``frontend.out_channels``.
         drop_rate: Dropout in the head (and timm's ``drop_rate``).
         drop_path_rate: Stochastic depth rate of the backbone.
         head_kwargs: Extra arguments of the head class (e.g. ``hidden``, ``pool_kernel``).
@@ -147,7 +147,7 @@ class SEDModel(nn.Module):
         self.readout = readout
         self.num_classes = num_classes
         self.frontend = frontend
-        in_chans = in_chans or getattr(frontend, "channels", 1)
+        in_chans = in_chans or getattr(frontend, "out_channels", getattr(frontend, "channels", 1))
         self.backbone = create_backbone(
             backbone,
             pretrained=pretrained and checkpoint_path is None,

@@ -212,6 +212,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
+    tta = build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
+    tta.validate(float(cfg.data.window_seconds))  # before any fold trains
     noise: list[np.ndarray] | None = None
     oof_probs: list[np.ndarray] = []
     oof_targets: list[np.ndarray] = []
@@ -268,7 +270,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                         tracker,
                     )
                 if data.soundscapes is not None:
-                    sp = _soundscape_probs(cfg, data, fold_dir, settings, labels)
+                    sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
                     sc_probs.append(sp)
                     sc_scores.append(context(sp, data.soundscapes.files))
                     res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sc_scores[-1])
@@ -450,9 +452,9 @@ def score_soundscapes(
     return tta.combine(probs.reshape(tta.n, len(sc.items), -1))
 
 
-def _soundscape_probs(cfg, data: PreparedData, fold_dir: Path, settings, labels) -> np.ndarray:
-    tta = build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
-    tta.validate(float(cfg.data.window_seconds))
+def _soundscape_probs(
+    cfg, data: PreparedData, fold_dir: Path, settings, labels, tta: TestTimeShifts
+) -> np.ndarray:
     return score_soundscapes(
         load_fold_model(cfg, fold_dir / "best.pt", len(labels)),
         data.soundscapes,

@@ -57,3 +57,79 @@ def score_submission(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
         raise ValueError(f"submission lacks {len(absent)} row_id(s), e.g. {sorted(absent)[:3]}")
     sub = sub.loc[solution["row_id"], labels]
     return macro_auc(solution[labels].to_numpy(), sub.to_numpy())
+
+
+def _rank_macro_auc(pos: np.ndarray, score: np.ndarray) -> float:
+    """:func:`macro_auc` through ranks (Mann-Whitney U), all classes at once: the same number,
+    ~50x faster, for the thousands of calls of a bootstrap."""
+    from scipy.stats import rankdata
+
+    n_pos = pos.sum(axis=0)
+    n_neg = len(pos) - n_pos
+    ok = (n_pos > 0) & (n_neg > 0)
+    if not ok.any():
+        return float("nan")
+    ranks = rankdata(score[:, ok], axis=0)  # ties get their mean rank: count half, as sklearn
+    p = n_pos[ok]
+    u = (ranks * pos[:, ok]).sum(axis=0) - p * (p + 1) / 2
+    return float(np.mean(u / (p * n_neg[ok])))
+
+
+def paired_bootstrap_gap(
+    y_true: np.ndarray,
+    score_a: np.ndarray,
+    score_b: np.ndarray,
+    groups: Sequence[str],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Macro AUC of ``score_a`` minus that of ``score_b``, with a bootstrap interval.
+
+    Whole recordings (``groups``, e.g. the soundscape of each window) are resampled with
+    replacement, so windows of one recording, which share its noise and species, stay together;
+    both systems are scored on the same resample (a paired comparison). Uses
+    ``scipy.stats.bootstrap`` (percentile interval).
+
+    Args:
+        y_true: ``[N, C]`` labels of the N windows.
+        score_a: ``[N, C]`` scores of the first system.
+        score_b: ``[N, C]`` scores of the second system, same rows.
+        groups: ``[N]`` recording of each window.
+        n_resamples: bootstrap resamples.
+        confidence: level of the interval, e.g. 0.95.
+        seed: RNG seed of the resampling.
+
+    Returns:
+        ``(gap, low, high)``: the gap on all windows and its interval.
+    """
+    from scipy.stats import bootstrap
+
+    y_true, score_a, score_b = np.asarray(y_true), np.asarray(score_a), np.asarray(score_b)
+    if not (y_true.shape == score_a.shape == score_b.shape) or len(groups) != len(y_true):
+        raise ValueError(
+            f"labels {y_true.shape}, scores {score_a.shape} / {score_b.shape} and "
+            f"{len(groups)} groups must describe the same windows"
+        )
+    codes, uniq = pd.factorize(pd.Series(list(groups)))
+    if len(uniq) < 2:
+        raise ValueError("a bootstrap over recordings needs at least 2 recordings")
+    rows = [np.flatnonzero(codes == g) for g in range(len(uniq))]
+
+    pos = y_true >= 0.5
+
+    def gap(picked: np.ndarray) -> float:
+        idx = np.concatenate([rows[int(g)] for g in picked])
+        return _rank_macro_auc(pos[idx], score_a[idx]) - _rank_macro_auc(pos[idx], score_b[idx])
+
+    res = bootstrap(
+        (np.arange(len(uniq)),),
+        gap,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    ci = res.confidence_interval
+    return gap(np.arange(len(uniq))), float(ci.low), float(ci.high)

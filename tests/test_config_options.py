@@ -119,3 +119,40 @@ def test_trainer_keep_picks_the_epoch_of_best_pt(keep, tmp_path, monkeypatch):
         assert all(torch.equal(v, last[k]) for k, v in kept["state_dict"].items())
     with pytest.raises(ValueError, match="trainer.keep"):
         TrainerSettings(keep="middle")
+
+
+def test_ema_decay_ramps_up_from_the_first_step(tmp_path):
+    """With trainer.ema_decay the average after one step is mostly the trained model, not the
+    random initial weights (a constant 0.999 would keep 99.9 % of them)."""
+    from birdsweep.train.checkpoint import load_checkpoint
+    from birdsweep.train.loop import ema_decay_at
+
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 100) == pytest.approx(101 / 110)
+    assert ema_decay_at(0.99, 10_000) == 0.99  # the configured decay once the ramp passes it
+
+    cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
+    settings = TrainerSettings.from_config(cfg.trainer)
+    settings.epochs, settings.batch_size, settings.progress = 1, B, False  # one step
+    settings.ema_decay = 0.999
+    model = build(cfg.model, num_classes=C)
+    init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    wave, target, weight = _tiny_batch()
+    trainer = FoldTrainer(
+        model, build(cfg.loss), build(OmegaConf.create({"_target_": "birdsweep.augment."
+        "pipeline.AugmentPipeline"})), build(cfg.optimizer), build(cfg.scheduler), settings,
+        tmp_path / "ck",
+    )  # fmt: skip
+    trainer.fit(
+        TensorDataset(wave, target, weight),
+        TensorDataset(wave, target),
+        target.numpy(),
+        build(cfg.sampler, primary=[0, 1, 2, 3], secondary=[[]] * 4, num_classes=C, num_samples=B),
+    )
+    ck = load_checkpoint(tmp_path / "ck" / "last.pt")
+    trained, ema = ck["state_dict"], ck["ema_state_dict"]
+    moved = [k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, trained[k])]
+    assert moved  # the step changed weights
+    for k in moved:
+        want = torch.lerp(init[k], trained[k], 1.0 - 2 / 11)
+        torch.testing.assert_close(ema[k], want, rtol=1e-5, atol=1e-6)

@@ -27,6 +27,18 @@ from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
 log = logging.getLogger(__name__)
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The EMA decay used after optimisation step ``step`` (1 = the first):
+    ``min(decay, (1 + step) / (10 + step))``, as TensorFlow's
+    ``ExponentialMovingAverage(num_updates=step)``.
+
+    A constant ``decay`` keeps ``decay ** step`` of the random initial weights in the average
+    (4 % after 640 steps at 0.995; 20 % after 160 steps at 0.99), a drag on short CPU schedules;
+    with the ramp the first steps mostly copy the model and the initial weights fade out at once.
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -365,12 +377,13 @@ class FoldTrainer:
         scaler.update()
         scheduler.step()
         if ema is not None:
+            decay = ema_decay_at(s.ema_decay, scheduler.last_epoch)
             with torch.no_grad():
                 for pe, pm in zip(
                     ema.state_dict().values(), model.state_dict().values(), strict=True
                 ):
                     if pe.dtype.is_floating_point:
-                        pe.lerp_(pm, 1.0 - s.ema_decay)
+                        pe.lerp_(pm, 1.0 - decay)
                     else:
                         pe.copy_(pm)
         return loss.item()

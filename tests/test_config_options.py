@@ -84,6 +84,22 @@ def test_experiment_composes(experiment, tmp_path):
     build(cfg.aug)
 
 
+def _fit_tiny(cfg, model, settings: TrainerSettings, ckpt_dir: Path):
+    """Train ``model`` on the tiny batch without augmentation (train = validation set)."""
+    wave, target, weight = _tiny_batch()
+    no_aug = OmegaConf.create({"_target_": "birdsweep.augment.pipeline.AugmentPipeline"})
+    trainer = FoldTrainer(
+        model, build(cfg.loss), build(no_aug), build(cfg.optimizer), build(cfg.scheduler),
+        settings, ckpt_dir,
+    )  # fmt: skip
+    return trainer.fit(
+        TensorDataset(wave, target, weight),
+        TensorDataset(wave, target),
+        target.numpy(),
+        build(cfg.sampler, primary=[0, 1, 2, 3], secondary=[[]] * 4, num_classes=C, num_samples=B),
+    )
+
+
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_trainer_keep_picks_the_epoch_of_best_pt(keep, tmp_path, monkeypatch):
     from birdsweep.train import loop
@@ -95,19 +111,7 @@ def test_trainer_keep_picks_the_epoch_of_best_pt(keep, tmp_path, monkeypatch):
     cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
     settings = TrainerSettings.from_config(cfg.trainer)
     settings.epochs, settings.batch_size, settings.progress, settings.keep = 4, B, False, keep
-    model = build(cfg.model, num_classes=C)
-    wave, target, weight = _tiny_batch()
-    trainer = FoldTrainer(
-        model, build(cfg.loss), build(OmegaConf.create({"_target_": "birdsweep.augment."
-        "pipeline.AugmentPipeline"})), build(cfg.optimizer), build(cfg.scheduler), settings,
-        tmp_path / "ck",
-    )  # fmt: skip
-    fit = trainer.fit(
-        TensorDataset(wave, target, weight),
-        TensorDataset(wave, target),
-        target.numpy(),
-        build(cfg.sampler, primary=[0, 1, 2, 3], secondary=[[]] * 4, num_classes=C, num_samples=B),
-    )
+    fit = _fit_tiny(cfg, build(cfg.model, num_classes=C), settings, tmp_path / "ck")
     aucs = [h["val_macro_auc"] for h in fit.history]
     assert aucs == [0.5, 0.9, 0.7, 0.6]
     want = 3 if keep == "last" else 1
@@ -137,18 +141,7 @@ def test_ema_decay_ramps_up_from_the_first_step(tmp_path):
     settings.ema_decay = 0.999
     model = build(cfg.model, num_classes=C)
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    wave, target, weight = _tiny_batch()
-    trainer = FoldTrainer(
-        model, build(cfg.loss), build(OmegaConf.create({"_target_": "birdsweep.augment."
-        "pipeline.AugmentPipeline"})), build(cfg.optimizer), build(cfg.scheduler), settings,
-        tmp_path / "ck",
-    )  # fmt: skip
-    trainer.fit(
-        TensorDataset(wave, target, weight),
-        TensorDataset(wave, target),
-        target.numpy(),
-        build(cfg.sampler, primary=[0, 1, 2, 3], secondary=[[]] * 4, num_classes=C, num_samples=B),
-    )
+    _fit_tiny(cfg, model, settings, tmp_path / "ck")
     ck = load_checkpoint(tmp_path / "ck" / "last.pt")
     trained, ema = ck["state_dict"], ck["ema_state_dict"]
     moved = [k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, trained[k])]

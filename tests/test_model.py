@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import scipy.signal
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -123,6 +124,35 @@ def test_band_norm_removes_stationary_band_keeps_transient():
     with torch.no_grad():
         out = model(x)
     assert out["score"].shape == (1, C) and torch.isfinite(out["score"]).all()
+
+
+def test_pcen_is_the_recursive_smoother_and_removes_stationary_bands():
+    t = torch.arange(SR) / SR
+    torch.manual_seed(0)
+    hum = 0.5 * torch.sin(2 * torch.pi * 3000 * t)
+    call = torch.sin(2 * torch.pi * 1200 * t) * ((t > 0.4) & (t < 0.6))
+    x = (0.01 * torch.randn(SR) + hum + call).unsqueeze(0)
+    kw = dict(sample_rate=SR, n_mels=32, hop_length=320, top_db=None)
+    fe = MelFrontend(normalize="pcen", **kw)
+    power = fe._power_mel(x).double()
+    # reference: the IIR smoother M[t] = (1 - s) M[t-1] + s E[t] of scipy, steady state on E[0]
+    s = fe.pcen_smooth
+    mag = power.sqrt().numpy() * 2.0**31
+    zi = scipy.signal.lfilter_zi([s], [1, s - 1]) * mag[..., :1]
+    smooth, _ = scipy.signal.lfilter([s], [1, s - 1], mag, zi=zi, axis=-1)
+    ref = (mag / (1e-6 + smooth) ** 0.98 + 2.0) ** 0.5 - 2.0**0.5
+    assert np.abs(fe._pcen(power.float()).numpy() - ref).max() < 1e-4 * np.abs(ref).max()
+    img = fe(x)[0, 0]
+    inst = MelFrontend(normalize="instance", **kw)(x)[0, 0]
+    hum_row = int(inst.mean(1).argmax())
+    on = slice(SR * 45 // 100 // 320, SR * 55 // 100 // 320)
+    call_row = int(img[:, on].mean(1).argmax())
+    assert call_row != hum_row and img[call_row, on].mean() > img[hum_row, on].mean() + 2.0
+    both = MelFrontend(normalize="dual_pcen", **kw)(x)[0]
+    assert both.shape == (2, *img.shape)
+    assert torch.allclose(both[0], inst, atol=1e-5) and torch.allclose(both[1], img, atol=1e-5)
+    with pytest.raises(ValueError, match="pcen_gain"):
+        MelFrontend(normalize="pcen", pcen_gain=1.5)
 
 
 @pytest.mark.parametrize("readout", ["clip", "frame_max", "mean"])
@@ -243,11 +273,13 @@ def test_checkpoint_missing_file(tmp_path):
         ("factored", True, "instance"),
         ("factored", True, "band"),
         ("factored", True, "dual"),
+        ("factored", False, "pcen"),
+        ("factored", True, "dual_pcen"),
     ],
 )
 def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo, normalize):
     ort = pytest.importorskip("onnxruntime")
-    channels = 1 if normalize == "dual" else 3
+    channels = 3 if normalize in ("instance", "band") else 1
     fe = MelFrontend(sample_rate=SR, n_mels=32, channels=channels, normalize=normalize).eval()
     fe.export_stft = stft
     path = tmp_path / "fe.onnx"

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 EXPORT_STFT = ("factored", "onnx")  # STFT formulations of an ONNX export
 
 BACKENDS = ("nnaudio", "torch")
-NORMALIZE = ("instance", "band", "dual", "none")
+NORMALIZE = ("instance", "band", "dual", "pcen", "dual_pcen", "none")
+TWO_CHANNEL = ("dual", "dual_pcen")  # normalisations that make their own 2 channels
 
 
 def mel_filterbank(
@@ -89,10 +90,19 @@ class MelFrontend(nn.Module):
             ``"band"`` = first subtract each mel band's ``band_quantile`` over time (its noise
             floor: removes stationary hum, wind and insect-chorus bands), then ``"instance"``;
             ``"dual"`` = both as two channels (instance, band: a caller whose own sound is
-            stationary, e.g. an insect, stays in the first); ``"none"`` leaves dB values.
+            stationary, e.g. an insect, stays in the first); ``"pcen"`` = per-channel energy
+            normalisation (Wang et al. 2017; Lostanlen et al. 2019: each band's energy over an
+            adaptive gain from its own recent past, which suppresses slowly varying noise)
+            instead of the log, then ``"instance"``; ``"dual_pcen"`` = instance log-mel and
+            PCEN as two channels; ``"none"`` leaves dB values.
         band_quantile: Quantile over time taken as a band's noise floor (``"band"`` only;
             0.5 = the median, as in median-clipping noise reduction).
-        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta (not with ``"dual"``).
+        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta (not with the 2-channel
+            normalisations).
+        pcen_time_constant: PCEN smoother time constant in seconds (librosa's default 0.4).
+        pcen_gain: PCEN gain exponent alpha (0.98).
+        pcen_bias: PCEN bias delta (2.0).
+        pcen_power: PCEN compression exponent r (0.5).
         delta_width: Window length of the delta filter (3-channel mode only).
         eps: Added to the std in instance normalisation.
     """
@@ -113,6 +123,10 @@ class MelFrontend(nn.Module):
         channels: int = 1,
         delta_width: int = 5,
         eps: float = 1e-6,
+        pcen_time_constant: float = 0.4,
+        pcen_gain: float = 0.98,
+        pcen_bias: float = 2.0,
+        pcen_power: float = 0.5,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
@@ -121,10 +135,16 @@ class MelFrontend(nn.Module):
             raise ValueError(f"model.frontend.normalize: {normalize!r} is not one of {NORMALIZE}")
         if channels not in (1, 3):
             raise ValueError(f"model.frontend.channels: {channels} must be 1 or 3")
-        if normalize == "dual" and channels != 1:
+        if normalize in TWO_CHANNEL and channels != 1:
             raise ValueError(
-                "model.frontend: normalize=dual makes 2 channels (instance, band) itself; "
+                f"model.frontend: normalize={normalize} makes 2 channels itself; "
                 f"use channels=1, got {channels}"
+            )
+        if pcen_time_constant <= 0 or not 0 <= pcen_gain <= 1 or pcen_bias < 0 or pcen_power <= 0:
+            raise ValueError(
+                "model.frontend: need pcen_time_constant > 0, 0 <= pcen_gain <= 1, "
+                f"pcen_bias >= 0, pcen_power > 0; got {pcen_time_constant}, {pcen_gain}, "
+                f"{pcen_bias}, {pcen_power}"
             )
         if not 0 <= fmin < fmax <= sample_rate / 2:
             raise ValueError(
@@ -144,6 +164,10 @@ class MelFrontend(nn.Module):
             eps,
         )
         self.band_quantile = band_quantile
+        self.pcen_gain, self.pcen_bias, self.pcen_power = pcen_gain, pcen_bias, pcen_power
+        # librosa.pcen's smoothing coefficient for a time constant in frames
+        frames = pcen_time_constant * sample_rate / hop_length
+        self.pcen_smooth = ((1 + 4 * frames**2) ** 0.5 - 1) / (2 * frames**2)
         if backend == "nnaudio":
             from nnAudio.features import MelSpectrogram
 
@@ -205,20 +229,25 @@ class MelFrontend(nn.Module):
             wave: Waveform [B, samples] (any float dtype; computed in fp32).
 
         Returns:
-            Float32 tensor [B, channels, n_mels, samples // hop_length + 1].
+            Float32 tensor [B, out_channels, n_mels, samples // hop_length + 1].
         """
         if wave.dim() != 2:
             raise ValueError(
                 f"MelFrontend expects a waveform [B, samples], got {tuple(wave.shape)}"
             )
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            x = self._power_mel(wave.float())  # [B, M, T]
-            x = 10.0 * torch.log10(x.clamp(min=self.amin))
+            power = self._power_mel(wave.float())  # [B, M, T]
+            if self.normalize == "pcen":
+                return self._instance_norm(self._pcen(power)).unsqueeze(1)  # [B, 1, M, T]
+            x = 10.0 * torch.log10(power.clamp(min=self.amin))
             if self.top_db is not None:
                 x = torch.maximum(x, x.amax(dim=(1, 2), keepdim=True) - self.top_db)
             if self.normalize == "dual":
                 band = self._instance_norm(x - self._band_floor(x))
                 return torch.stack([self._instance_norm(x), band], dim=1)  # [B, 2, M, T]
+            if self.normalize == "dual_pcen":
+                pcen = self._instance_norm(self._pcen(power))
+                return torch.stack([self._instance_norm(x), pcen], dim=1)  # [B, 2, M, T]
             if self.normalize == "band":
                 x = x - self._band_floor(x)
             if self.normalize != "none":
@@ -234,7 +263,7 @@ class MelFrontend(nn.Module):
     @property
     def out_channels(self) -> int:
         """Channels of the output image (the backbone's ``in_chans``)."""
-        return 2 if self.normalize == "dual" else self.channels
+        return 2 if self.normalize in TWO_CHANNEL else self.channels
 
     def _band_floor(self, x: torch.Tensor) -> torch.Tensor:
         """Each mel band's ``band_quantile`` over time of [B, M, T] -> [B, M, 1].
@@ -242,6 +271,24 @@ class MelFrontend(nn.Module):
         The k-th smallest value via ``topk`` (exports to ONNX ``TopK``; ``median`` does not)."""
         k = min(x.shape[-1], int(self.band_quantile * (x.shape[-1] - 1)) + 1)
         return x.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
+
+    def _pcen(self, power: torch.Tensor) -> torch.Tensor:
+        """Per-channel energy normalisation of mel power [B, M, T] (librosa.pcen's formula).
+
+        The smoother ``M[t] = (1 - s) M[t-1] + s E[t]`` (started at steady state on ``E[0]``;
+        librosa starts it at 1, which over-amplifies the first frames) is a matrix product with a lower-triangular [T, T] kernel built for the
+        input's length, so it runs as one MatMul and exports to ONNX."""
+        s, t = self.pcen_smooth, power.shape[-1]
+        mag = power.clamp(min=self.amin).sqrt() * 2.0**31  # librosa's scaling of float audio
+        idx = torch.arange(t, device=power.device, dtype=power.dtype)
+        lag = idx.unsqueeze(1) - idx.unsqueeze(0)  # [T_out, T_in]: t - tau
+        decay = torch.pow(torch.full_like(lag, 1.0 - s), lag.clamp(min=0.0))
+        kernel = torch.where(lag >= 0, s * decay, torch.zeros_like(lag))
+        start = (1.0 - s) * decay[:, 0:1]  # steady-state start: the weight M[-1] = E[0] carries
+        kernel = torch.cat([kernel[:, :1] + start, kernel[:, 1:]], dim=1)
+        smooth = torch.matmul(mag, kernel.transpose(0, 1))  # [B, M, T]
+        gain = mag / (1e-6 + smooth).pow(self.pcen_gain)
+        return (gain + self.pcen_bias).pow(self.pcen_power) - self.pcen_bias**self.pcen_power
 
     def _instance_norm(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample mean/std normalisation over (mel, time) of [B, M, T]."""

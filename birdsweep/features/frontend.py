@@ -276,8 +276,9 @@ class MelFrontend(nn.Module):
         """Per-channel energy normalisation of mel power [B, M, T] (librosa.pcen's formula).
 
         The smoother ``M[t] = (1 - s) M[t-1] + s E[t]`` (started at steady state on ``E[0]``;
-        librosa starts it at 1, which over-amplifies the first frames) is a matrix product with a lower-triangular [T, T] kernel built for the
-        input's length, so it runs as one MatMul and exports to ONNX."""
+        librosa starts it at 1, which over-amplifies the first frames) is a matrix product
+        with a lower-triangular [T, T] kernel built for the input's length, so it runs as one
+        MatMul and exports to ONNX."""
         s, t = self.pcen_smooth, power.shape[-1]
         mag = power.clamp(min=self.amin).sqrt() * 2.0**31  # librosa's scaling of float audio
         idx = torch.arange(t, device=power.device, dtype=power.dtype)

@@ -153,6 +153,8 @@ def test_pcen_is_the_recursive_smoother_and_removes_stationary_bands():
     assert torch.allclose(both[0], inst, atol=1e-5) and torch.allclose(both[1], img, atol=1e-5)
     with pytest.raises(ValueError, match="pcen_gain"):
         MelFrontend(normalize="pcen", pcen_gain=1.5)
+    with pytest.raises(ValueError, match="channels=1"):
+        MelFrontend(normalize="pcen", channels=3)
 
 
 @pytest.mark.parametrize("readout", ["clip", "frame_max", "mean"])

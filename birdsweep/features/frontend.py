@@ -135,9 +135,9 @@ class MelFrontend(nn.Module):
             raise ValueError(f"model.frontend.normalize: {normalize!r} is not one of {NORMALIZE}")
         if channels not in (1, 3):
             raise ValueError(f"model.frontend.channels: {channels} must be 1 or 3")
-        if normalize in TWO_CHANNEL and channels != 1:
+        if normalize in (*TWO_CHANNEL, "pcen") and channels != 1:
             raise ValueError(
-                f"model.frontend: normalize={normalize} makes 2 channels itself; "
+                f"model.frontend: normalize={normalize} makes its own channels (no deltas); "
                 f"use channels=1, got {channels}"
             )
         if pcen_time_constant <= 0 or not 0 <= pcen_gain <= 1 or pcen_bias < 0 or pcen_power <= 0:

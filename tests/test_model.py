@@ -95,19 +95,27 @@ def test_instance_norm_and_top_db(wave):
     assert torch.allclose(x.std(dim=(1, 2)), torch.ones(2), atol=1e-3)
 
 
-def test_band_norm_removes_stationary_band_keeps_transient():
+HUM_CALL_KW = dict(sample_rate=SR, n_mels=32, hop_length=320, top_db=None)
+CALL_FRAMES = slice(SR * 45 // 100 // 320, SR * 55 // 100 // 320)  # inside the call (hop 320)
+
+
+def hum_and_call() -> torch.Tensor:
+    """1 s [1, SR]: a stationary 3 kHz band (insect chorus, hum) + a 0.2 s call at 1.2 kHz."""
     t = torch.arange(SR) / SR
     torch.manual_seed(0)
-    hum = 0.5 * torch.sin(2 * torch.pi * 3000 * t)  # a stationary band (insect chorus, hum)
-    call = torch.sin(2 * torch.pi * 1200 * t) * ((t > 0.4) & (t < 0.6))  # a 0.2 s call
-    x = (0.01 * torch.randn(SR) + hum + call).unsqueeze(0)
-    kw = dict(sample_rate=SR, n_mels=32, hop_length=320, top_db=None)
+    hum = 0.5 * torch.sin(2 * torch.pi * 3000 * t)
+    call = torch.sin(2 * torch.pi * 1200 * t) * ((t > 0.4) & (t < 0.6))
+    return (0.01 * torch.randn(SR) + hum + call).unsqueeze(0)
+
+
+def test_band_norm_removes_stationary_band_keeps_transient():
+    x, kw = hum_and_call(), HUM_CALL_KW
     inst = MelFrontend(normalize="instance", **kw)(x)[0, 0]  # [M, T]
     band = MelFrontend(normalize="band", **kw)(x)[0, 0]
     hum_row = int(inst.mean(1).argmax())  # the brightest band over time is the hum
     assert inst[hum_row].mean() > 1.5  # far above the image mean (0) with instance norm
     assert abs(band[hum_row].mean()) < 0.5  # gone with band norm: its floor is the hum itself
-    on = slice(SR * 45 // 100 // 320, SR * 55 // 100 // 320)  # frames inside the call (hop 320)
+    on = CALL_FRAMES
     call_row = int(band[:, on].mean(1).argmax())
     assert call_row != hum_row and band[call_row, on].mean() > 2.0  # the call stands out
     assert torch.allclose(band.mean(), torch.zeros(()), atol=1e-4)  # then instance-normalised
@@ -127,12 +135,7 @@ def test_band_norm_removes_stationary_band_keeps_transient():
 
 
 def test_pcen_is_the_recursive_smoother_and_removes_stationary_bands():
-    t = torch.arange(SR) / SR
-    torch.manual_seed(0)
-    hum = 0.5 * torch.sin(2 * torch.pi * 3000 * t)
-    call = torch.sin(2 * torch.pi * 1200 * t) * ((t > 0.4) & (t < 0.6))
-    x = (0.01 * torch.randn(SR) + hum + call).unsqueeze(0)
-    kw = dict(sample_rate=SR, n_mels=32, hop_length=320, top_db=None)
+    x, kw = hum_and_call(), HUM_CALL_KW
     fe = MelFrontend(normalize="pcen", **kw)
     power = fe._power_mel(x).double()
     # reference: the IIR smoother M[t] = (1 - s) M[t-1] + s E[t] of scipy, steady state on E[0]
@@ -145,7 +148,7 @@ def test_pcen_is_the_recursive_smoother_and_removes_stationary_bands():
     img = fe(x)[0, 0]
     inst = MelFrontend(normalize="instance", **kw)(x)[0, 0]
     hum_row = int(inst.mean(1).argmax())
-    on = slice(SR * 45 // 100 // 320, SR * 55 // 100 // 320)
+    on = CALL_FRAMES
     call_row = int(img[:, on].mean(1).argmax())
     assert call_row != hum_row and img[call_row, on].mean() > img[hum_row, on].mean() + 2.0
     both = MelFrontend(normalize="dual_pcen", **kw)(x)[0]

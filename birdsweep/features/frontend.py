@@ -97,8 +97,8 @@ class MelFrontend(nn.Module):
             PCEN as two channels; ``"none"`` leaves dB values.
         band_quantile: Quantile over time taken as a band's noise floor (``"band"`` only;
             0.5 = the median, as in median-clipping noise reduction).
-        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta (not with the 2-channel
-            normalisations).
+        channels: 1 = log-mel; 3 = log-mel + delta + delta-delta (not with ``"pcen"`` or
+            the 2-channel normalisations).
         pcen_time_constant: PCEN smoother time constant in seconds (librosa's default 0.4).
         pcen_gain: PCEN gain exponent alpha (0.98).
         pcen_bias: PCEN bias delta (2.0).
@@ -242,12 +242,11 @@ class MelFrontend(nn.Module):
             x = 10.0 * torch.log10(power.clamp(min=self.amin))
             if self.top_db is not None:
                 x = torch.maximum(x, x.amax(dim=(1, 2), keepdim=True) - self.top_db)
-            if self.normalize == "dual":
-                band = self._instance_norm(x - self._band_floor(x))
-                return torch.stack([self._instance_norm(x), band], dim=1)  # [B, 2, M, T]
-            if self.normalize == "dual_pcen":
-                pcen = self._instance_norm(self._pcen(power))
-                return torch.stack([self._instance_norm(x), pcen], dim=1)  # [B, 2, M, T]
+            if self.normalize in TWO_CHANNEL:  # instance log-mel + a noise-floor-free image
+                second = (
+                    self._pcen(power) if self.normalize == "dual_pcen" else x - self._band_floor(x)
+                )
+                return torch.stack([self._instance_norm(x), self._instance_norm(second)], dim=1)
             if self.normalize == "band":
                 x = x - self._band_floor(x)
             if self.normalize != "none":

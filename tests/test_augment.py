@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from birdsweep.augment.pipeline import AugmentPipeline
-from birdsweep.augment.spec import SpecAugment, SpecMixup
+from birdsweep.augment.spec import SpecAugment, SpecMixup, SpecWarp
 from birdsweep.augment.wave import BackgroundNoise, ColoredNoise, Gain, WaveMixup, mix_at_snr
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -56,6 +56,7 @@ WAVE_TRANSFORMS = {
 SPEC_TRANSFORMS = {
     "specmixup": lambda p: SpecMixup(alpha=0.4, p=p),
     "specaug": lambda p: SpecAugment(5, 4, 2, 2, p=p),
+    "specwarp": lambda p: SpecWarp(1.0, (0.8, 1.2), p=p),
 }
 
 
@@ -247,6 +248,48 @@ def test_specaug_mean_fill_uses_each_clips_mean():
     out, _, _ = SpecAugment(8, 0, 1, 0, p=1.0)(spec, torch.zeros(2, 1), torch.ones(2))
     changed = out != spec
     assert torch.allclose(out[1][changed[1]], spec[1].mean().expand(int(changed[1].sum())))
+
+
+def _call_image(b: int, row: int, cols: slice) -> torch.Tensor:
+    """[b, 1, 32, 60] zeros with one horizontal call (a tone) on mel bin ``row``."""
+    spec = torch.zeros(b, 1, 32, 60)
+    spec[:, 0, row, cols] = 1.0
+    return spec
+
+
+def test_specwarp_shifts_pitch_by_at_most_the_bins_asked():
+    spec = _call_image(64, 15, slice(20, 40))
+    torch.manual_seed(0)
+    out, _, _ = SpecWarp(max_shift_bins=1.5, time_stretch=1.0, p=1.0)(
+        spec, torch.zeros(64, 2), torch.ones(64)
+    )
+    bins = torch.arange(32, dtype=torch.float32)
+    energy = out[:, 0, :, 30]  # one frame inside the call
+    centre = (energy * bins).sum(1) / energy.sum(1)  # centroid of the call in mel bins
+    assert torch.allclose(energy.sum(1), torch.ones(64), atol=1e-5)  # moved, not lost
+    shift = centre - 15
+    assert shift.abs().max() <= 1.5 + 1e-4 and shift.abs().max() > 0.75  # fractional bins
+    assert (shift > 0).any() and (shift < 0).any()  # up and down
+    assert torch.equal(out[:, 0, :, 10], spec[:, 0, :, 10])  # silence stays silent
+
+
+def test_specwarp_stretches_time_about_the_centre():
+    spec = _call_image(2, 10, slice(20, 40))  # a 20-frame call centred in 60 frames
+    slow, _, _ = SpecWarp(0.0, (1.5, 1.5), p=1.0)(spec, torch.zeros(2, 1), torch.ones(2))
+    fast, _, _ = SpecWarp(0.0, (0.5, 0.5), p=1.0)(spec, torch.zeros(2, 1), torch.ones(2))
+    assert int((slow[0, 0, 10] > 0.5).sum()) == 30 and int((fast[0, 0, 10] > 0.5).sum()) == 10
+    for out in (slow, fast):
+        on = (out[0, 0, 10] > 0.5).nonzero().ravel().float()
+        assert abs(float(on.mean()) - 29.5) <= 0.5  # centre kept
+
+
+def test_specwarp_rejects_bad_settings():
+    with pytest.raises(ValueError, match="max_shift_bins"):
+        SpecWarp(max_shift_bins=-1)
+    with pytest.raises(ValueError, match="time_stretch"):
+        SpecWarp(time_stretch=(0.0, 1.1))
+    with pytest.raises(ValueError, match="p must"):
+        SpecWarp(p=2.0)
 
 
 def test_same_seed_same_augmentation():

@@ -8,8 +8,17 @@ numbers from torch.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from birdsweep.augment._common import beta, check_p, coin, expand_like, partner
+from birdsweep.augment._common import (
+    as_range,
+    beta,
+    check_p,
+    coin,
+    expand_like,
+    partner,
+    uniform,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -114,4 +123,64 @@ class SpecAugment:
             f"SpecAugment(time_mask_param={self.time_mask_param}, "
             f"freq_mask_param={self.freq_mask_param}, n_time_masks={self.n_time_masks}, "
             f"n_freq_masks={self.n_freq_masks}, p={self.p}, fill={self.fill!r})"
+        )
+
+
+class SpecWarp:
+    """Small random pitch shifts and tempo changes of each spectrogram (bilinear resampling).
+
+    A call of one species varies between individuals and bouts in pitch and tempo; with few
+    training clips a class is seen at only a few of them. On the mel axis (log-like above
+    ~1 kHz) a pitch shift is close to a translation, so each sample is moved by a random
+    fraction of a mel bin and stretched in time about its centre; edges repeat the border.
+
+    Args:
+        max_shift_bins: largest pitch shift, in mel bins up or down (at 64 mels from 50 Hz to
+            14 kHz one bin is ~6 % of frequency above 1 kHz).
+        time_stretch: ``[min, max]`` time-scale factor (> 1 slows the sound down).
+        p: probability that a sample is warped.
+    """
+
+    def __init__(
+        self,
+        max_shift_bins: float = 0.75,
+        time_stretch: float | tuple[float, float] = (0.88, 1.12),
+        p: float = 0.5,
+    ) -> None:
+        if max_shift_bins < 0:
+            raise ValueError(f"SpecWarp.max_shift_bins: must be >= 0, got {max_shift_bins!r}")
+        self.max_shift_bins = float(max_shift_bins)
+        self.time_stretch = as_range(time_stretch, "SpecWarp.time_stretch")
+        if self.time_stretch[0] <= 0:
+            raise ValueError(f"SpecWarp.time_stretch: factors must be > 0, got {time_stretch!r}")
+        self.p = check_p(p, "SpecWarp.p")
+
+    def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
+        """Return ``(warped spec, target, weight)``; shapes and dtypes unchanged."""
+        if self.p == 0.0 or spec.shape[0] == 0:
+            return spec, target, weight
+        if spec.dim() != 4:
+            raise ValueError(f"SpecWarp: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
+        b, _, m, _ = spec.shape
+        dev = spec.device
+        apply = coin(b, self.p, dev)
+        shift = uniform(b, -self.max_shift_bins, self.max_shift_bins, dev)
+        stretch = uniform(b, *self.time_stretch, dev)
+        shift = torch.where(apply, shift, torch.zeros_like(shift))
+        stretch = torch.where(apply, stretch, torch.ones_like(stretch))
+        # affine_grid maps output to input coordinates in [-1, 1]: x = time, y = mel bin
+        theta = torch.zeros(b, 2, 3, device=dev)
+        theta[:, 0, 0] = 1.0 / stretch
+        theta[:, 1, 1] = 1.0
+        theta[:, 1, 2] = -2.0 * shift / m  # content moves up by `shift` bins
+        grid = F.affine_grid(theta, list(spec.shape), align_corners=False)
+        warped = F.grid_sample(
+            spec.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+        ).to(spec.dtype)
+        return torch.where(expand_like(apply, spec), warped, spec), target, weight
+
+    def __repr__(self) -> str:
+        return (
+            f"SpecWarp(max_shift_bins={self.max_shift_bins}, "
+            f"time_stretch={list(self.time_stretch)}, p={self.p})"
         )

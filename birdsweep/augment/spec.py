@@ -23,6 +23,15 @@ from birdsweep.augment._common import (
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def _nothing_to_do(spec: torch.Tensor, p: float, name: str) -> bool:
+    """True when a masking/warping transform leaves the batch as is; rejects non-4-D specs."""
+    if p == 0.0 or spec.shape[0] == 0:
+        return True
+    if spec.dim() != 4:
+        raise ValueError(f"{name}: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
+    return False
+
+
 class SpecMixup:
     """Classic mixup on spectrograms: ``lam ~ Beta(alpha, alpha)`` weights specs, targets, weights.
 
@@ -102,10 +111,8 @@ class SpecAugment:
 
     def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
         """Return ``(masked spec, target, weight)``; shapes and dtypes unchanged."""
-        if self.p == 0.0 or spec.shape[0] == 0:
+        if _nothing_to_do(spec, self.p, "SpecAugment"):
             return spec, target, weight
-        if spec.dim() != 4:
-            raise ValueError(f"SpecAugment: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
         b, _, m, t = spec.shape
         dev = spec.device
         apply = coin(b, self.p, dev)
@@ -157,10 +164,8 @@ class SpecWarp:
 
     def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
         """Return ``(warped spec, target, weight)``; shapes and dtypes unchanged."""
-        if self.p == 0.0 or spec.shape[0] == 0:
+        if _nothing_to_do(spec, self.p, "SpecWarp"):
             return spec, target, weight
-        if spec.dim() != 4:
-            raise ValueError(f"SpecWarp: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
         b, _, m, _ = spec.shape
         dev = spec.device
         apply = coin(b, self.p, dev)

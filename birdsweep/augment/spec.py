@@ -170,9 +170,7 @@ class SpecWarp:
         dev = spec.device
         apply = coin(b, self.p, dev)
         shift = uniform(b, -self.max_shift_bins, self.max_shift_bins, dev)
-        stretch = uniform(b, *self.time_stretch, dev)
-        shift = torch.where(apply, shift, torch.zeros_like(shift))
-        stretch = torch.where(apply, stretch, torch.ones_like(stretch))
+        stretch = uniform(b, *self.time_stretch, dev)  # unselected samples: restored below
         # affine_grid maps output to input coordinates in [-1, 1]: x = time, y = mel bin
         theta = torch.zeros(b, 2, 3, device=dev)
         theta[:, 0, 0] = 1.0 / stretch

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks._common import REPO, timed_kfold  # noqa: E402
-from birdsweep.evaluate.metric import paired_bootstrap_gap  # noqa: E402
+from birdsweep.evaluate.metric import paired_bootstrap_gap, per_class_auc  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
 # read-out, best epoch by validation AUC, training noise at -5..20 dB, no recording context or
@@ -79,6 +79,30 @@ def _gap_interval(checkpoint_dir: str, birdnet: pd.DataFrame) -> tuple[float, fl
     return low, high
 
 
+# classes binned by their number of training clips (primary labels in train.csv)
+CLIP_BINS = [0, 2, 4, 8, np.inf]
+CLIP_BIN_NAMES = ["1-2 clips", "3-4 clips", "5-8 clips", ">= 9 clips"]
+
+
+def auc_by_clip_count(
+    checkpoint_dir: str, birdnet: pd.DataFrame, train_csv: Path
+) -> list[tuple[str, int, float, float]]:
+    """Per-class soundscape AUC, ours and BirdNET's, averaged over classes binned by their
+    number of training clips: rows of (bin, classes, ours, BirdNET)."""
+    pred = np.load(Path(checkpoint_dir) / "predictions.npz")
+    labels = [str(x) for x in pred["labels"]]
+    theirs = birdnet.loc[pred["soundscape_row_ids"], labels].to_numpy()
+    ours_auc = per_class_auc(pred["soundscape_targets"], pred["soundscape_scores"])
+    theirs_auc = per_class_auc(pred["soundscape_targets"], theirs)
+    clips = pd.read_csv(train_csv, dtype={"primary_label": str})["primary_label"].value_counts()
+    bins = pd.cut(clips.reindex(labels).fillna(0).to_numpy(), CLIP_BINS, labels=CLIP_BIN_NAMES)
+    per_class = pd.DataFrame({"bin": bins, "ours": ours_auc, "birdnet": theirs_auc}).dropna()
+    grouped = per_class.groupby("bin", observed=True)
+    return [
+        (str(b), len(g), float(g["ours"].mean()), float(g["birdnet"].mean())) for b, g in grouped
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,7 +131,7 @@ def main() -> None:
 
     # the recording context of the default config, also applied to BirdNET's scores
     power = float(compose_run_config(args.overrides, args.root).postprocess.power)
-    rows = []
+    rows, by_clips = [], []
     for seed in args.seeds:
         for noise in args.noise:
             demo = [
@@ -154,6 +178,10 @@ def main() -> None:
                 ci = (float("nan"),) * 2
                 if birdnet is not None and recipe in runs:
                     ci = _gap_interval(runs[recipe], birdnet)
+                    by_clips += [
+                        (name, recipe, *r)
+                        for r in auc_by_clip_count(runs[recipe], birdnet, folder / "train.csv")
+                    ]
                 rows.append((name, recipe, cv, sc, raw, minutes, sc - ref, *ci))
     table = Table(title="default recipe on held-out demo sets (macro ROC-AUC)")
     cols = (
@@ -187,6 +215,21 @@ def main() -> None:
         "each-window-alone AUC; its 95 % interval: bootstrap over whole test soundscapes "
         "(paired: both systems scored on each resample)."
     )
+    if by_clips:
+        table = Table(title="soundscape AUC by training clips per class (mean over classes)")
+        for col in ("data set", "recipe", "training clips", "classes", "ours", "BirdNET", "gap"):
+            table.add_column(col, justify="right")
+        for name, recipe, bin_name, k, ours, theirs in by_clips:
+            table.add_row(
+                name,
+                recipe,
+                bin_name,
+                str(k),
+                f"{ours:.3f}",
+                f"{theirs:.3f}",
+                f"{ours - theirs:+.3f}",
+            )
+        Console().print(table)
     Console().print("command: python benchmarks/default_recipe.py " + " ".join(sys.argv[1:]))
 
 

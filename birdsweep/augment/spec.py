@@ -151,7 +151,7 @@ class SpecWarp:
     def __init__(
         self,
         max_shift_bins: float = 0.75,
-        time_stretch: float | tuple[float, float] = (0.88, 1.12),
+        time_stretch: float | tuple[float, float] = (0.8, 1.25),
         p: float = 0.5,
     ) -> None:
         if max_shift_bins < 0:

@@ -67,12 +67,20 @@ def _birdnet(root: Path, power: float) -> tuple[float, float, float, pd.DataFram
     return score_submission(solution, with_ctx), float(res["macro AUC"]), minutes, sub
 
 
+def _soundscape_scores(
+    checkpoint_dir: str, birdnet: pd.DataFrame
+) -> tuple[np.lib.npyio.NpzFile, np.ndarray]:
+    """A run's soundscape predictions with BirdNET's scores of the same rows and labels:
+    (predictions.npz, BirdNET's ``[N, C]`` scores)."""
+    pred = np.load(Path(checkpoint_dir) / "predictions.npz")
+    labels = [str(x) for x in pred["labels"]]
+    return pred, birdnet.loc[pred["soundscape_row_ids"], labels].to_numpy()
+
+
 def _gap_interval(checkpoint_dir: str, birdnet: pd.DataFrame) -> tuple[float, float]:
     """95 % interval of (our soundscape AUC - BirdNET's), resampling whole soundscapes."""
-    pred = np.load(Path(checkpoint_dir) / "predictions.npz")
-    row_ids = pred["soundscape_row_ids"]
-    files = [r.rsplit("_", 1)[0] for r in row_ids]
-    theirs = birdnet.loc[row_ids, list(pred["labels"])].to_numpy()
+    pred, theirs = _soundscape_scores(checkpoint_dir, birdnet)
+    files = [r.rsplit("_", 1)[0] for r in pred["soundscape_row_ids"]]
     _, low, high = paired_bootstrap_gap(
         pred["soundscape_targets"], pred["soundscape_scores"], theirs, files
     )
@@ -89,9 +97,8 @@ def auc_by_clip_count(
 ) -> list[tuple[str, int, float, float]]:
     """Per-class soundscape AUC, ours and BirdNET's, averaged over classes binned by their
     number of training clips: rows of (bin, classes, ours, BirdNET)."""
-    pred = np.load(Path(checkpoint_dir) / "predictions.npz")
+    pred, theirs = _soundscape_scores(checkpoint_dir, birdnet)
     labels = [str(x) for x in pred["labels"]]
-    theirs = birdnet.loc[pred["soundscape_row_ids"], labels].to_numpy()
     ours_auc = per_class_auc(pred["soundscape_targets"], pred["soundscape_scores"])
     theirs_auc = per_class_auc(pred["soundscape_targets"], theirs)
     clips = pd.read_csv(train_csv, dtype={"primary_label": str})["primary_label"].value_counts()

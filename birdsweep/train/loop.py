@@ -60,7 +60,7 @@ class TrainerSettings:
     ema_decay: float | None = None
     threads: int | None = None
     progress: bool = True
-    max_minutes: float | None = None  # stop a fold's training after this wall time
+    max_minutes: float | None = None  # fit a fold's schedule into this wall time (see fit)
     resume: bool = True
     freeze_backbone: bool = False  # train only the head (front end and backbone frozen)
     dist_backend: str = "gloo"  # process-group backend under torchrun (gloo | nccl)
@@ -140,6 +140,23 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def epochs_within(minutes: float, epoch_seconds: float, epochs: int) -> int:
+    """How many epochs of ``epoch_seconds`` each fit ``minutes`` (at least 1, at most
+    ``epochs``)."""
+    return max(1, min(int(epochs), int(60.0 * minutes // max(epoch_seconds, 1e-9))))
+
+
+def rebuild_schedule(
+    scheduler_factory: Callable, optimizer: Any, total_steps: int, done_steps: int
+) -> Any:
+    """A new LR schedule over ``total_steps``, advanced by the ``done_steps`` already taken
+    (they count as the start of the new schedule)."""
+    scheduler = scheduler_factory(optimizer, total_steps=total_steps)
+    for _ in range(done_steps):
+        scheduler.step()
+    return scheduler
+
+
 class FoldTrainer:
     """Train one model on one fold, keeping the best epoch by validation macro AUC (or the
     last epoch, ``trainer.keep=last``).
@@ -206,6 +223,10 @@ class FoldTrainer:
     ) -> FitResult:
         """Train for ``settings.epochs`` epochs, resuming from ``last.pt`` when it exists.
 
+        With ``settings.max_minutes``, the first epoch's wall time sets the plan: when all the
+        epochs would not fit, fewer are trained and the LR schedule is rebuilt over them (it
+        still warms up and decays to its end); a fold still over time after an epoch stops.
+
         Args:
             train_ds: training crops (``wave, target, weight``).
             val_ds: validation windows (``wave, target``).
@@ -246,11 +267,15 @@ class FoldTrainer:
                 p.requires_grad_(False)
 
         start_epoch, best = 0, FitResult(best_epoch=-1, best_auc=-math.inf)
+        epochs = s.epochs  # lowered after the first epoch when they do not fit max_minutes
         last_path, best_path = self.dir / "last.pt", self.dir / "best.pt"
         if last_path.is_file():
             ck = load_checkpoint(last_path, map_location=self.device)
             self.model.load_state_dict(ck["state_dict"])
             optimizer.load_state_dict(ck["optimizer"])
+            epochs = int(ck.get("planned_epochs", epochs))
+            if epochs != s.epochs:  # the schedule was fitted to trainer.max_minutes
+                scheduler = self.scheduler_factory(optimizer, total_steps=steps_per_epoch * epochs)
             scheduler.load_state_dict(ck["scheduler"])
             if ema is not None and "ema_state_dict" in ck:
                 ema.load_state_dict(ck["ema_state_dict"])
@@ -264,11 +289,15 @@ class FoldTrainer:
             log.info("%s: resumed from %s at epoch %d", desc, last_path, start_epoch)
 
         t0 = time.monotonic()
-        for epoch in range(start_epoch, s.epochs):
+        epoch = start_epoch - 1
+        while epoch + 1 < epochs:
+            epoch += 1
             for obj in (train_ds, sampler):
                 if hasattr(obj, "set_epoch"):
                     obj.set_epoch(epoch)
-            train_loss = self._train_epoch(loader, optimizer, scheduler, scaler, ema, epoch, desc)
+            train_loss = self._train_epoch(
+                loader, optimizer, scheduler, scaler, ema, f"{desc} ep{epoch + 1}/{epochs}"
+            )
             train_loss = D.mean_across_ranks(train_loss)
             eval_model = ema if ema is not None else self.model
             shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
@@ -281,6 +310,28 @@ class FoldTrainer:
                 "epoch_seconds": time.monotonic() - t0,
             }
             best.history.append(metrics)
+            if epoch == 0 and s.max_minutes:
+                took = D.mean_across_ranks(metrics["epoch_seconds"])  # one plan for all ranks
+                fit_epochs = epochs_within(s.max_minutes, took, s.epochs)
+                if fit_epochs < epochs:
+                    log.warning(
+                        "%s: one epoch took %.1f s, so %d of trainer.epochs=%d fit "
+                        "trainer.max_minutes=%g; the LR schedule now spans %d epochs "
+                        "(trainer.max_minutes=null trains them all)",
+                        desc,
+                        took,
+                        fit_epochs,
+                        s.epochs,
+                        s.max_minutes,
+                        fit_epochs,
+                    )
+                    epochs = fit_epochs
+                    scheduler = rebuild_schedule(
+                        self.scheduler_factory,
+                        optimizer,
+                        steps_per_epoch * epochs,
+                        scheduler.last_epoch,
+                    )
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             score = auc if math.isfinite(auc) else -train_loss
@@ -298,6 +349,7 @@ class FoldTrainer:
                 best_epoch=best.best_epoch,
                 best_auc=best.best_auc,
                 best_val_probs=torch.from_numpy(best.val_probs),
+                planned_epochs=epochs,
             )
             if ema is not None:
                 last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}
@@ -308,17 +360,27 @@ class FoldTrainer:
                 "%s epoch %d/%d: loss %.4f, val macro AUC %.4f",
                 desc,
                 epoch + 1,
-                s.epochs,
+                epochs,
                 train_loss,
                 auc,
             )
-            if s.max_minutes and (time.monotonic() - t0) > 60 * s.max_minutes:
-                log.warning("%s: trainer.max_minutes=%s reached, stopping", desc, s.max_minutes)
+            if (
+                s.max_minutes
+                and epoch + 1 < epochs
+                and D.mean_across_ranks(time.monotonic() - t0) > 60 * s.max_minutes
+            ):
+                log.warning(
+                    "%s: trainer.max_minutes=%g reached after epoch %d of %d, stopping",
+                    desc,
+                    s.max_minutes,
+                    epoch + 1,
+                    epochs,
+                )
                 break
         best.seconds = time.monotonic() - t0
         return best
 
-    def _train_epoch(self, loader, optimizer, scheduler, scaler, ema, epoch, desc) -> float:
+    def _train_epoch(self, loader, optimizer, scheduler, scaler, ema, desc) -> float:
         s, model = self.s, self.model
         model.train()
         if s.freeze_backbone:
@@ -326,14 +388,12 @@ class FoldTrainer:
         total, count = 0.0, 0
         bar = tqdm(
             loader,
-            desc=f"{desc} ep{epoch + 1}/{s.epochs}",
+            desc=desc,
             leave=False,
             disable=not s.progress or not D.current().is_main,
         )
         for wave, target, weight in bar:
-            loss = self.train_step(
-                wave, target, weight, optimizer, scheduler, scaler, ema, f"{desc} ep{epoch + 1}"
-            )
+            loss = self.train_step(wave, target, weight, optimizer, scheduler, scaler, ema, desc)
             total += loss * len(wave)
             count += len(wave)
             bar.set_postfix(loss=f"{total / count:.4f}")

@@ -28,7 +28,8 @@ def cosine_with_warmup(
     if not 0 <= warmup_fraction < 1:
         raise ValueError(f"scheduler.warmup_fraction must be in [0, 1), got {warmup_fraction}")
     warmup = max(1, int(round(total_steps * warmup_fraction)))
-    base = optimizer.param_groups[0]["lr"]
+    group = optimizer.param_groups[0]
+    base = group.get("initial_lr", group["lr"])  # a rebuilt schedule keeps the first base lr
     cosine = CosineAnnealingLR(
         optimizer, T_max=max(1, total_steps - warmup), eta_min=base * min_lr_ratio
     )

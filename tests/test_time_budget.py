@@ -69,3 +69,18 @@ def test_max_minutes_shortens_the_schedule_and_resume_keeps_the_plan(tmp_path, m
     settings.max_minutes = None  # no budget: every epoch
     full = _fit_tiny(cfg, build(cfg.model, num_classes=C), settings, tmp_path / "ck2")
     assert len(full.history) == 5
+
+
+def test_a_slow_first_epoch_does_not_cut_the_schedule_for_good(tmp_path, monkeypatch):
+    # the clock: start 0, the first epoch ends at 90 s (a busy machine), then 10 s per epoch
+    readings = itertools.chain([0.0, 90.0], itertools.count(100.0, 10.0))
+    monkeypatch.setattr(loop.time, "monotonic", lambda: next(readings))
+    cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
+    settings = TrainerSettings.from_config(cfg.trainer)
+    settings.epochs, settings.batch_size, settings.progress = 10, 4, False
+    settings.max_minutes = 5.0  # after epoch 1: 3 epochs fit; by epoch 4 the mean allows all 10
+
+    fit = _fit_tiny(cfg, build(cfg.model, num_classes=C), settings, tmp_path / "ck")
+    assert len(fit.history) == 10
+    lr = float(cfg.optimizer.lr) * float(cfg.scheduler.min_lr_ratio)
+    assert fit.history[-1]["lr"] == pytest.approx(lr)

@@ -223,9 +223,10 @@ class FoldTrainer:
     ) -> FitResult:
         """Train for ``settings.epochs`` epochs, resuming from ``last.pt`` when it exists.
 
-        With ``settings.max_minutes``, the first epoch's wall time sets the plan: when all the
-        epochs would not fit, fewer are trained and the LR schedule is rebuilt over them (it
-        still warms up and decays to its end); a fold still over time after an epoch stops.
+        With ``settings.max_minutes``, the mean epoch time so far re-plans the fold after each
+        epoch: when all the epochs would not fit the budget, fewer are trained and the LR
+        schedule is rebuilt over them (it still decays to its end); a slow first epoch (a busy
+        machine) is made up for when later ones are faster.
 
         Args:
             train_ds: training crops (``wave, target, weight``).
@@ -267,7 +268,8 @@ class FoldTrainer:
                 p.requires_grad_(False)
 
         start_epoch, best = 0, FitResult(best_epoch=-1, best_auc=-math.inf)
-        epochs = s.epochs  # lowered after the first epoch when they do not fit max_minutes
+        epochs = s.epochs  # re-planned after each epoch when trainer.max_minutes is set
+        spent_before = 0.0  # training seconds of this fold before a resume
         last_path, best_path = self.dir / "last.pt", self.dir / "best.pt"
         if last_path.is_file():
             ck = load_checkpoint(last_path, map_location=self.device)
@@ -282,6 +284,7 @@ class FoldTrainer:
             torch.set_rng_state(ck["rng"])
             gen.set_state(ck["loader_rng"])
             start_epoch = int(ck["epoch"]) + 1
+            spent_before = float(ck.get("train_seconds", 0.0))
             best.history = [dict(h) for h in ck["history"]]
             best.best_epoch, best.best_auc = int(ck["best_epoch"]), float(ck["best_auc"])
             if best_path.is_file():
@@ -303,29 +306,30 @@ class FoldTrainer:
             shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
             probs = D.gather_rows(predict(eval_model, shard, s.eval_batch_size, self.device, s.amp))
             auc = macro_auc(val_targets, probs)
+            now = time.monotonic()
             metrics = {
                 "train_loss": train_loss,
                 "val_macro_auc": auc,
                 "lr": optimizer.param_groups[0]["lr"],
-                "epoch_seconds": time.monotonic() - t0,
+                "epoch_seconds": now - t0,
             }
             best.history.append(metrics)
-            if epoch == 0 and s.max_minutes:
-                took = D.mean_across_ranks(metrics["epoch_seconds"])  # one plan for all ranks
-                fit_epochs = epochs_within(s.max_minutes, took, s.epochs)
-                if fit_epochs < epochs:
-                    log.warning(
-                        "%s: one epoch took %.1f s, so %d of trainer.epochs=%d fit "
+            if s.max_minutes:  # re-plan from the mean epoch time so far (one plan for all ranks)
+                spent = D.mean_across_ranks(spent_before + now - t0)
+                plan = max(epoch + 1, epochs_within(s.max_minutes, spent / (epoch + 1), s.epochs))
+                if plan != epochs:
+                    (log.warning if plan < s.epochs and epochs == s.epochs else log.info)(
+                        "%s: %.1f s per epoch so far, so %d of trainer.epochs=%d fit "
                         "trainer.max_minutes=%g; the LR schedule now spans %d epochs "
                         "(trainer.max_minutes=null trains them all)",
                         desc,
-                        took,
-                        fit_epochs,
+                        spent / (epoch + 1),
+                        plan,
                         s.epochs,
                         s.max_minutes,
-                        fit_epochs,
+                        plan,
                     )
-                    epochs = fit_epochs
+                    epochs = plan
                     scheduler = rebuild_schedule(
                         self.scheduler_factory,
                         optimizer,
@@ -350,6 +354,7 @@ class FoldTrainer:
                 best_auc=best.best_auc,
                 best_val_probs=torch.from_numpy(best.val_probs),
                 planned_epochs=epochs,
+                train_seconds=spent_before + now - t0,
             )
             if ema is not None:
                 last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}
@@ -364,19 +369,6 @@ class FoldTrainer:
                 train_loss,
                 auc,
             )
-            if (
-                s.max_minutes
-                and epoch + 1 < epochs
-                and D.mean_across_ranks(time.monotonic() - t0) > 60 * s.max_minutes
-            ):
-                log.warning(
-                    "%s: trainer.max_minutes=%g reached after epoch %d of %d, stopping",
-                    desc,
-                    s.max_minutes,
-                    epoch + 1,
-                    epochs,
-                )
-                break
         best.seconds = time.monotonic() - t0
         return best
 

@@ -314,20 +314,20 @@ class FoldTrainer:
                 "epoch_seconds": now - t0,
             }
             best.history.append(metrics)
+            spent = spent_before + now - t0  # this fold's training seconds, resumes included
             if s.max_minutes:  # re-plan from the mean epoch time so far (one plan for all ranks)
-                spent = D.mean_across_ranks(spent_before + now - t0)
-                plan = max(epoch + 1, epochs_within(s.max_minutes, spent / (epoch + 1), s.epochs))
+                per_epoch = D.mean_across_ranks(spent) / (epoch + 1)
+                plan = max(epoch + 1, epochs_within(s.max_minutes, per_epoch, s.epochs))
                 if plan != epochs:
                     (log.warning if plan < s.epochs and epochs == s.epochs else log.info)(
                         "%s: %.1f s per epoch so far, so %d of trainer.epochs=%d fit "
-                        "trainer.max_minutes=%g; the LR schedule now spans %d epochs "
+                        "trainer.max_minutes=%g; the LR schedule now spans them "
                         "(trainer.max_minutes=null trains them all)",
                         desc,
-                        spent / (epoch + 1),
+                        per_epoch,
                         plan,
                         s.epochs,
                         s.max_minutes,
-                        plan,
                     )
                     epochs = plan
                     scheduler = rebuild_schedule(
@@ -354,7 +354,7 @@ class FoldTrainer:
                 best_auc=best.best_auc,
                 best_val_probs=torch.from_numpy(best.val_probs),
                 planned_epochs=epochs,
-                train_seconds=spent_before + now - t0,
+                train_seconds=spent,
             )
             if ema is not None:
                 last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}

@@ -317,3 +317,25 @@ def test_factored_dft_power_equals_torch_stft(n_fft, hop):
     assert got.shape == ref.shape
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
     assert split_size(n_fft) == {1024: 32, 512: 16, 1000: 25, 257: 1}[n_fft]
+
+
+@pytest.mark.parametrize(("n_fft", "hop", "samples"), [(1024, 512, 8000), (512, 160, 513)])
+def test_eager_power_is_torch_stft(n_fft, hop, samples):
+    """The eager front end's framed rfft (edge-slice reflect padding) is torch.stft's power."""
+    fe = MelFrontend(sample_rate=SR, n_fft=n_fft, hop_length=hop, n_mels=32)
+    x = torch.randn(3, samples) * 0.1
+    ref = torch.stft(x, n_fft, hop, window=fe.window, center=True, pad_mode="reflect",
+                     return_complex=True).abs().pow(2)  # fmt: skip
+    got = fe._rfft_power(x)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_band_floor_eager_equals_export_formulation():
+    """kthvalue (eager) and topk (ONNX export) give the same band floor, ties included."""
+    fe = MelFrontend(sample_rate=SR, n_mels=8, band_quantile=0.25)
+    x = torch.randn(2, 8, 41).round(decimals=1)  # many ties
+    k = int(0.25 * 40) + 1
+    ref = x.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
+    assert torch.equal(fe._band_floor(x), ref)
+    assert torch.equal(fe._band_floor(x), x.sort(dim=-1).values[..., k - 1 : k])

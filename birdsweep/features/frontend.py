@@ -218,9 +218,15 @@ class MelFrontend(nn.Module):
         """``|torch.stft(center=True, reflect)|^2`` as framed ``rfft``: the same numbers, and
         about 2x faster than ``torch.stft`` on 2 CPU threads (it parallelises over frames)."""
         pad = self.n_fft // 2
-        x = F.pad(wave.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        if wave.shape[-1] > pad:  # reflect padding as two edge slices: ~2x faster than F.pad
+            x = torch.cat(
+                [wave[:, 1 : pad + 1].flip(-1), wave, wave[:, -pad - 1 : -1].flip(-1)], -1
+            )
+        else:  # too short to reflect: F.pad raises its own error
+            x = F.pad(wave.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         spec = torch.fft.rfft(x.unfold(-1, self.n_fft, self.hop_length) * self.window)
-        return (spec.real.pow(2) + spec.imag.pow(2)).transpose(1, 2)  # [B, F, T]
+        power = spec.real.square()
+        return power.addcmul_(spec.imag, spec.imag).transpose(1, 2)  # [B, F, T]
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Compute the log-mel image.
@@ -267,9 +273,12 @@ class MelFrontend(nn.Module):
     def _band_floor(self, x: torch.Tensor) -> torch.Tensor:
         """Each mel band's ``band_quantile`` over time of [B, M, T] -> [B, M, 1].
 
-        The k-th smallest value via ``topk`` (exports to ONNX ``TopK``; ``median`` does not)."""
+        The k-th smallest value: ``kthvalue`` in eager PyTorch (about 2x faster), ``topk`` in an
+        ONNX export (it exports to ``TopK``; ``kthvalue`` and ``median`` do not); same values."""
         k = min(x.shape[-1], int(self.band_quantile * (x.shape[-1] - 1)) + 1)
-        return x.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
+        if torch.onnx.is_in_onnx_export():
+            return x.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
+        return x.kthvalue(k, dim=-1, keepdim=True).values
 
     def _pcen(self, power: torch.Tensor) -> torch.Tensor:
         """Per-channel energy normalisation of mel power [B, M, T] (librosa.pcen's formula).

@@ -307,12 +307,18 @@ def test_frontend_onnx_parity(tmp_path, wave, stft, dynamo, normalize):
     assert np.abs(got - ref).max() < 1e-4
 
 
+def stft_power(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """The reference: ``|torch.stft(center=True, reflect)|^2`` [B, F, T]."""
+    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="reflect",
+                      return_complex=True)  # fmt: skip
+    return spec.abs().pow(2)
+
+
 @pytest.mark.parametrize(("n_fft", "hop"), [(1024, 512), (512, 160), (1000, 320), (257, 100)])
 def test_factored_dft_power_equals_torch_stft(n_fft, hop):
     window = torch.hann_window(n_fft)
     x = torch.randn(2, 8000) * 0.1
-    ref = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="reflect",
-                     return_complex=True).abs().pow(2)  # fmt: skip
+    ref = stft_power(x, n_fft, hop, window)
     got = FactoredDFTPower(n_fft, hop, window)(x)
     assert got.shape == ref.shape
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
@@ -324,8 +330,7 @@ def test_eager_power_is_torch_stft(n_fft, hop, samples):
     """The eager front end's framed rfft (edge-slice reflect padding) is torch.stft's power."""
     fe = MelFrontend(sample_rate=SR, n_fft=n_fft, hop_length=hop, n_mels=32)
     x = torch.randn(3, samples) * 0.1
-    ref = torch.stft(x, n_fft, hop, window=fe.window, center=True, pad_mode="reflect",
-                     return_complex=True).abs().pow(2)  # fmt: skip
+    ref = stft_power(x, n_fft, hop, fe.window)
     got = fe._rfft_power(x)
     assert got.shape == ref.shape
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5

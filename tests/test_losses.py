@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from birdsweep.train.losses import SEDLoss
+from tests.conftest import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -157,12 +157,45 @@ def test_bad_config_values_name_the_key():
         SEDLoss(clip_weight=0.0, frame_weight=0.0)
     with pytest.raises(ValueError, match="ce_target"):
         SEDLoss("ce", ce_target="hard")
+    with pytest.raises(ValueError, match="bce_weight.*kind='bce'"):
+        SEDLoss("bce", bce_weight=0.5)
+    with pytest.raises(ValueError, match="bce_weight"):
+        SEDLoss("ce", bce_weight=-1.0)
+
+
+@pytest.mark.parametrize("ce_target", ["soft", "primary"])
+def test_ce_bce_adds_the_class_summed_bce_to_ce(ce_target: str):
+    out, target = _out(), _target()
+    target[1] = 0.0  # a row without a label: no CE, but a negative of every class for BCE
+    target[2, 3] = 1.0  # a mixed clip
+    ce = SEDLoss("ce", 1.0, 0.0, ce_target=ce_target)
+    both = SEDLoss("ce", 1.0, 0.0, ce_target=ce_target, bce_weight=0.5)
+    rows, valid = ce.per_sample(out["clip"], target)
+    bce = F.binary_cross_entropy_with_logits(out["clip"], target, reduction="none").sum(1)
+    ref = (torch.where(valid, rows, 0.0) + 0.5 * bce).mean()  # every row counts now
+    assert not valid[1] and torch.allclose(both(out, target), ref)
+    zero = SEDLoss("ce", 1.0, 0.0, ce_target=ce_target, bce_weight=0.0)
+    assert torch.equal(zero(out, target), ce(out, target))
+
+
+def test_ce_bce_pushes_down_a_look_alike_that_softmax_ce_ignores():
+    # the right class already wins the softmax by 5 nats: CE barely moves the runner-up's
+    # logit, whose absolute value still ranks it high in its own class's AUC
+    clip = torch.tensor([[10.0, 5.0, -3.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    grads = {}
+    for w in (0.0, 0.5):
+        clip.grad = None
+        SEDLoss("ce", 1.0, 0.0, bce_weight=w)({"clip": clip}, target).backward()
+        grads[w] = clip.grad[0, 1].item()
+    assert 0 < grads[0.0] < 0.01  # softmax p of the runner-up, ~e^-5
+    assert grads[0.5] > 0.45  # + 0.5 * sigmoid(5)
 
 
 @pytest.mark.parametrize("path", sorted((CONF / "loss").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_loss_yaml_instantiates_and_runs(path: Path):
-    loss = instantiate(OmegaConf.load(path))
-    assert isinstance(loss, SEDLoss) and loss.kind == path.stem
+    loss = instantiate(compose_config([f"loss={path.stem}"]).loss)  # defaults lists resolved
+    assert isinstance(loss, SEDLoss) and loss.kind == path.stem.split("_")[0]  # ce_bce: ce
     clip = torch.randn(3, 5, requires_grad=True)
     value = loss({"clip": clip, "frame": torch.randn(3, 4, 5)}, _target(3), torch.ones(3))
     value.backward()

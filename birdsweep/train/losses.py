@@ -64,6 +64,11 @@ class SEDLoss(nn.Module):
         focal_alpha: positive-class weight of ``focal`` in [0, 1], or ``None`` for none.
         ce_target: ``ce`` only: ``"primary"`` (class = argmax of the target row) or ``"soft"``
             (target row normalised to sum 1, so mixed clips share the mass).
+        bce_weight: ``ce`` only: adds ``bce_weight`` times the BCE summed over classes. Softmax
+            CE fixes a sample's logits only up to a constant, while each class's AUC ranks that
+            class's logit across windows; the BCE term trains those absolute values (a class
+            scored on another class's look-alike call is pushed down even once the right class
+            wins the softmax). Rows with no label count for it (as negatives of every class).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class SEDLoss(nn.Module):
         focal_gamma: float = 2.0,
         focal_alpha: float | None = None,
         ce_target: str = "primary",
+        bce_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -92,6 +98,11 @@ class SEDLoss(nn.Module):
             raise ValueError(f"loss.label_smoothing: must lie in [0, 1), got {label_smoothing}")
         if not 0.0 <= secondary_target <= 1.0:
             raise ValueError(f"loss.secondary_target: must lie in [0, 1], got {secondary_target}")
+        if bce_weight < 0 or (bce_weight and kind != "ce"):
+            raise ValueError(
+                f"loss.bce_weight: a non-negative weight, used with kind=ce only; got "
+                f"{bce_weight} with kind={kind!r}"
+            )
         if focal_alpha is not None and not 0.0 <= focal_alpha <= 1.0:
             raise ValueError(f"loss.focal_alpha: must lie in [0, 1] or be null, got {focal_alpha}")
         self.kind = kind
@@ -103,6 +114,7 @@ class SEDLoss(nn.Module):
         self.focal_gamma = float(focal_gamma)
         self.focal_alpha = None if focal_alpha is None else float(focal_alpha)
         self.ce_target = ce_target
+        self.bce_weight = float(bce_weight)
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Loss per sample for one head.
@@ -126,13 +138,16 @@ class SEDLoss(nn.Module):
         row_sum = target.sum(dim=1)
         valid = row_sum > 0
         if self.ce_target == "primary":
-            return F.cross_entropy(
-                logits, target.argmax(dim=1), reduction="none", label_smoothing=ls
-            ), valid
-        q = target / row_sum.clamp_min(_EPS)[:, None]
-        if ls:
-            q = q * (1.0 - ls) + ls / logits.shape[1]
-        return -(q * F.log_softmax(logits, dim=1)).sum(dim=1), valid
+            ce = F.cross_entropy(logits, target.argmax(dim=1), reduction="none", label_smoothing=ls)
+        else:
+            q = target / row_sum.clamp_min(_EPS)[:, None]
+            if ls:
+                q = q * (1.0 - ls) + ls / logits.shape[1]
+            ce = -(q * F.log_softmax(logits, dim=1)).sum(dim=1)
+        if not self.bce_weight:
+            return ce, valid
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+        return torch.where(valid, ce, 0.0) + self.bce_weight * bce, torch.ones_like(valid)
 
     def _reduce(
         self, loss: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None
@@ -183,5 +198,6 @@ class SEDLoss(nn.Module):
         return (
             f"kind={self.kind!r}, clip_weight={self.clip_weight}, "
             f"frame_weight={self.frame_weight}, label_smoothing={self.label_smoothing}, "
-            f"secondary_target={self.secondary_target}, rating_weighted={self.rating_weighted}"
+            f"secondary_target={self.secondary_target}, rating_weighted={self.rating_weighted}, "
+            f"bce_weight={self.bce_weight}"
         )

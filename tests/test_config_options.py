@@ -111,6 +111,7 @@ def test_trainer_keep_picks_the_epoch_of_best_pt(keep, tmp_path, monkeypatch):
     cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
     settings = TrainerSettings.from_config(cfg.trainer)
     settings.epochs, settings.batch_size, settings.progress, settings.keep = 4, B, False, keep
+    settings.val_every = 1
     fit = _fit_tiny(cfg, build(cfg.model, num_classes=C), settings, tmp_path / "ck")
     aucs = [h["val_macro_auc"] for h in fit.history]
     assert aucs == [0.5, 0.9, 0.7, 0.6]
@@ -123,6 +124,26 @@ def test_trainer_keep_picks_the_epoch_of_best_pt(keep, tmp_path, monkeypatch):
         assert all(torch.equal(v, last[k]) for k, v in kept["state_dict"].items())
     with pytest.raises(ValueError, match="trainer.keep"):
         TrainerSettings(keep="middle")
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_val_every_scores_every_nth_and_the_last_epoch(keep, tmp_path, monkeypatch):
+    from birdsweep.train import loop
+    from birdsweep.train.checkpoint import load_checkpoint
+
+    script = iter([0.9, 0.6])  # the AUC of each validation that runs: epochs 2 and 4 (0-based)
+    monkeypatch.setattr(loop, "macro_auc", lambda *_: next(script))
+    cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
+    settings = TrainerSettings.from_config(cfg.trainer)
+    settings.epochs, settings.batch_size, settings.progress, settings.keep = 5, B, False, keep
+    settings.val_every = 3  # epochs 3 and 5 (1-based): every third, and the last
+    fit = _fit_tiny(cfg, build(cfg.model, num_classes=C), settings, tmp_path / "ck")
+    assert [h.get("val_macro_auc") for h in fit.history] == [None, None, 0.9, None, 0.6]
+    want = 4 if keep == "last" else 2  # best: only scored epochs compete
+    assert fit.best_epoch == want and load_checkpoint(tmp_path / "ck" / "best.pt")["epoch"] == want
+    assert fit.val_probs is not None and fit.val_probs.shape == (B, C)
+    with pytest.raises(ValueError, match="trainer.val_every"):
+        TrainerSettings(val_every=0)
 
 
 def test_ema_decay_ramps_up_from_the_first_step(tmp_path):

@@ -66,10 +66,13 @@ class TrainerSettings:
     dist_backend: str = "gloo"  # process-group backend under torchrun (gloo | nccl)
     channels_last: bool = False  # NHWC memory layout for the backbone's convolutions
     keep: str = "best"  # which epoch a fold keeps as best.pt: best (validation AUC) | last
+    val_every: int = 1  # validate every N epochs and always after the last one
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP:
             raise ValueError(f"trainer.keep: {self.keep!r} is not one of {KEEP}")
+        if int(self.val_every) < 1:
+            raise ValueError(f"trainer.val_every: must be an integer >= 1, got {self.val_every}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:
@@ -223,10 +226,12 @@ class FoldTrainer:
     ) -> FitResult:
         """Train for ``settings.epochs`` epochs, resuming from ``last.pt`` when it exists.
 
-        With ``settings.max_minutes``, the mean epoch time so far re-plans the fold after each
-        epoch: when all the epochs would not fit the budget, fewer are trained and the LR
-        schedule is rebuilt over them (it still decays to its end); a slow first epoch (a busy
-        machine) is made up for when later ones are faster.
+        The validation set is scored every ``settings.val_every`` epochs and after the last one;
+        ``keep=best`` picks among the scored epochs. With ``settings.max_minutes``, the mean
+        epoch time so far re-plans the fold after each epoch: when all the epochs would not fit
+        the budget, fewer are trained and the LR schedule is rebuilt over them (it still decays
+        to its end); a slow first epoch (a busy machine) is made up for when later ones are
+        faster.
 
         Args:
             train_ds: training crops (``wave, target, weight``).
@@ -287,7 +292,7 @@ class FoldTrainer:
             spent_before = float(ck.get("train_seconds", 0.0))
             best.history = [dict(h) for h in ck["history"]]
             best.best_epoch, best.best_auc = int(ck["best_epoch"]), float(ck["best_auc"])
-            if best_path.is_file():
+            if best_path.is_file() and ck.get("best_val_probs") is not None:
                 best.val_probs = np.asarray(ck["best_val_probs"].numpy())
             log.info("%s: resumed from %s at epoch %d", desc, last_path, start_epoch)
 
@@ -302,18 +307,7 @@ class FoldTrainer:
                 loader, optimizer, scheduler, scaler, ema, f"{desc} ep{epoch + 1}/{epochs}"
             )
             train_loss = D.mean_across_ranks(train_loss)
-            eval_model = ema if ema is not None else self.model
-            shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
-            probs = D.gather_rows(predict(eval_model, shard, s.eval_batch_size, self.device, s.amp))
-            auc = macro_auc(val_targets, probs)
             now = time.monotonic()
-            metrics = {
-                "train_loss": train_loss,
-                "val_macro_auc": auc,
-                "lr": optimizer.param_groups[0]["lr"],
-                "epoch_seconds": now - t0,
-            }
-            best.history.append(metrics)
             spent = spent_before + now - t0  # this fold's training seconds, resumes included
             if s.max_minutes:  # re-plan from the mean epoch time so far (one plan for all ranks)
                 per_epoch = D.mean_across_ranks(spent) / (epoch + 1)
@@ -336,10 +330,26 @@ class FoldTrainer:
                         steps_per_epoch * epochs,
                         scheduler.last_epoch,
                     )
+            eval_model = ema if ema is not None else self.model
+            validated = (epoch + 1) % int(s.val_every) == 0 or epoch + 1 >= epochs
+            auc, probs = float("nan"), None
+            if validated:
+                shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
+                probs = D.gather_rows(
+                    predict(eval_model, shard, s.eval_batch_size, self.device, s.amp)
+                )
+                auc = macro_auc(val_targets, probs)
+            metrics = {
+                "train_loss": train_loss,
+                **({"val_macro_auc": auc} if validated else {}),
+                "lr": optimizer.param_groups[0]["lr"],
+                "epoch_seconds": now - t0,
+            }
+            best.history.append(metrics)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
-            score = auc if math.isfinite(auc) else -train_loss
-            if score > best.best_auc or best.best_epoch < 0 or s.keep == "last":
+            score = auc if math.isfinite(auc) else -train_loss  # no validation windows: loss
+            if s.keep == "last" or (validated and (score > best.best_auc or best.best_epoch < 0)):
                 best.best_epoch, best.best_auc, best.val_probs = epoch, score, probs
                 if dist.is_main:
                     save_checkpoint(best_path, self._state(eval_model, epoch, auc))
@@ -352,7 +362,7 @@ class FoldTrainer:
                 history=best.history,
                 best_epoch=best.best_epoch,
                 best_auc=best.best_auc,
-                best_val_probs=torch.from_numpy(best.val_probs),
+                best_val_probs=None if best.val_probs is None else torch.from_numpy(best.val_probs),
                 planned_epochs=epochs,
                 train_seconds=spent,
             )

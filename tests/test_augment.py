@@ -283,6 +283,21 @@ def test_specwarp_stretches_time_about_the_centre():
         assert abs(float(on.mean()) - 29.5) <= 0.5  # centre kept
 
 
+def test_specwarp_local_tempo_varies_segment_lengths_and_keeps_order():
+    t = 80
+    ramp = torch.arange(t, dtype=torch.float32).expand(16, 1, 8, t).clone()  # value = frame
+    torch.manual_seed(0)
+    warp = SpecWarp(0.0, 1.0, p=1.0, local_tempo=0.4, segments=4)
+    out, _, _ = warp(ramp, torch.zeros(16, 1), torch.ones(16))
+    frame = out[:, 0, 0]  # [16, t]: the input frame each output frame shows
+    assert (frame.diff(dim=1) >= -1e-4).all()  # monotone: nothing reordered
+    assert (frame[:, 0] < 1.0).all() and (frame[:, -1] > t - 2.0).all()  # whole crop kept
+    tempo = frame[:, 5:15].diff(dim=1).mean(1) / frame[:, 45:55].diff(dim=1).mean(1)
+    assert tempo.min() < 0.85 and tempo.max() > 1.15  # the first and third quarter differ
+    plain, _, _ = SpecWarp(0.0, 1.0, p=1.0)(ramp, torch.zeros(16, 1), torch.ones(16))
+    assert torch.allclose(plain, ramp, atol=1e-3)  # local_tempo=0: one tempo (here none)
+
+
 def test_specwarp_rejects_bad_settings():
     with pytest.raises(ValueError, match="max_shift_bins"):
         SpecWarp(max_shift_bins=-1)
@@ -290,6 +305,10 @@ def test_specwarp_rejects_bad_settings():
         SpecWarp(time_stretch=(0.0, 1.1))
     with pytest.raises(ValueError, match="p must"):
         SpecWarp(p=2.0)
+    with pytest.raises(ValueError, match="local_tempo"):
+        SpecWarp(local_tempo=1.0)
+    with pytest.raises(ValueError, match="segments"):
+        SpecWarp(segments=0)
 
 
 def test_same_seed_same_augmentation():

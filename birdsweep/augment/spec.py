@@ -141,11 +141,18 @@ class SpecWarp:
     ~1 kHz) a pitch shift is close to a translation, so each sample is moved by a random
     fraction of a mel bin and stretched in time about its centre; edges repeat the border.
 
+    With ``local_tempo > 0`` the tempo also varies along the clip (SpecAugment's time warp,
+    generalised): the crop is cut into ``segments`` equal parts whose durations are scaled by
+    independent factors in ``1 ± local_tempo`` (renormalised, so the crop keeps its length), as
+    syllables and gaps of one song vary in length between bouts.
+
     Args:
         max_shift_bins: largest pitch shift, in mel bins up or down (at 64 mels from 50 Hz to
             14 kHz one bin is ~6 % of frequency above 1 kHz).
         time_stretch: ``[min, max]`` time-scale factor (> 1 slows the sound down).
         p: probability that a sample is warped.
+        local_tempo: largest relative change of one segment's tempo (0 = one tempo per crop).
+        segments: number of segments of the local tempo changes.
     """
 
     def __init__(
@@ -153,6 +160,8 @@ class SpecWarp:
         max_shift_bins: float = 0.75,
         time_stretch: float | tuple[float, float] = (0.8, 1.25),
         p: float = 0.5,
+        local_tempo: float = 0.0,
+        segments: int = 4,
     ) -> None:
         if max_shift_bins < 0:
             raise ValueError(f"SpecWarp.max_shift_bins: must be >= 0, got {max_shift_bins!r}")
@@ -161,6 +170,26 @@ class SpecWarp:
         if self.time_stretch[0] <= 0:
             raise ValueError(f"SpecWarp.time_stretch: factors must be > 0, got {time_stretch!r}")
         self.p = check_p(p, "SpecWarp.p")
+        if not 0.0 <= local_tempo < 1.0:
+            raise ValueError(f"SpecWarp.local_tempo: must be in [0, 1), got {local_tempo!r}")
+        if int(segments) < 1:
+            raise ValueError(f"SpecWarp.segments: must be >= 1, got {segments!r}")
+        self.local_tempo = float(local_tempo)
+        self.segments = int(segments)
+
+    def _local_time(self, b: int, t: int, dev: torch.device) -> torch.Tensor:
+        """``[b, t]`` input time coordinates in [-1, 1] of the output frames: a random monotone
+        piecewise-linear map (fixed end points) with per-segment tempo ``1 ± local_tempo``."""
+        k = self.segments
+        dur = 1.0 + self.local_tempo * (2.0 * torch.rand(b, k, device=dev) - 1.0)
+        knots = torch.cat([torch.zeros(b, 1, device=dev), dur.cumsum(dim=1)], dim=1)
+        knots = 2.0 * knots / knots[:, -1:] - 1.0  # [b, k + 1], from -1 to 1
+        x = (torch.arange(t, device=dev, dtype=torch.float32) + 0.5) * (2.0 / t) - 1.0
+        pos = (x + 1.0) * (k / 2.0)
+        seg = pos.floor().clamp(0, k - 1).long()
+        frac = (pos - seg).expand(b, t)
+        lo, hi = knots[:, seg], knots[:, seg + 1]
+        return lo + (hi - lo) * frac
 
     def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
         """Return ``(warped spec, target, weight)``; shapes and dtypes unchanged."""
@@ -170,20 +199,31 @@ class SpecWarp:
         dev = spec.device
         apply = coin(b, self.p, dev)
         shift = uniform(b, -self.max_shift_bins, self.max_shift_bins, dev)
-        stretch = uniform(b, *self.time_stretch, dev)  # unselected samples: restored below
+        stretch = uniform(b, *self.time_stretch, dev)
+        local = self._local_time(b, spec.shape[-1], dev) if self.local_tempo > 0 else None
+        idx = apply.nonzero().squeeze(1)  # only the selected samples are resampled
+        n = len(idx)
+        if n == 0:
+            return spec, target, weight
         # affine_grid maps output to input coordinates in [-1, 1]: x = time, y = mel bin
-        theta = torch.zeros(b, 2, 3, device=dev)
-        theta[:, 0, 0] = 1.0 / stretch
+        theta = torch.zeros(n, 2, 3, device=dev)
+        theta[:, 0, 0] = 1.0 / stretch[idx]
         theta[:, 1, 1] = 1.0
-        theta[:, 1, 2] = -2.0 * shift / m  # content moves up by `shift` bins
-        grid = F.affine_grid(theta, list(spec.shape), align_corners=False)
+        theta[:, 1, 2] = -2.0 * shift[idx] / m  # content moves up by `shift` bins
+        grid = F.affine_grid(theta, [n, *spec.shape[1:]], align_corners=False)
+        if local is not None:  # [n, M, T, 2]: replace the time coordinate
+            x = (local[idx] / stretch[idx, None])[:, None, :].expand(n, m, -1)
+            grid = torch.stack([x, grid[..., 1]], dim=-1)
         warped = F.grid_sample(
-            spec.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
-        ).to(spec.dtype)
-        return torch.where(expand_like(apply, spec), warped, spec), target, weight
+            spec[idx].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        out = spec.clone()
+        out[idx] = warped.to(spec.dtype)
+        return out, target, weight
 
     def __repr__(self) -> str:
         return (
             f"SpecWarp(max_shift_bins={self.max_shift_bins}, "
-            f"time_stretch={list(self.time_stretch)}, p={self.p})"
+            f"time_stretch={list(self.time_stretch)}, p={self.p}, "
+            f"local_tempo={self.local_tempo}, segments={self.segments})"
         )

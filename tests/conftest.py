@@ -24,7 +24,12 @@ TINY_DATA = [
     "data.min_epoch_samples=0",
 ]
 TINY_MODEL = ["model.backbone=mobilenetv3_small_050", "model.frontend.n_mels=32"]
-TINY_TRAINER = ["trainer.epochs=1", "trainer.batch_size=8", "trainer.progress=false"]
+TINY_TRAINER = [
+    "trainer.epochs=1",
+    "trainer.batch_size=8",
+    "trainer.progress=false",
+    "trainer.fold_workers=1",  # tests/test_fold_workers.py trains folds side by side
+]
 
 
 def compose_config(overrides: list[str] | None = None, root: Path | None = None) -> DictConfig:

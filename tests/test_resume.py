@@ -30,6 +30,7 @@ def test_kill_mid_fold_then_rerun_resumes(tmp_path, demo_cache):
         "trainer.epochs=3",
         "trainer.batch_size=8",
         "trainer.progress=false",
+        "trainer.fold_workers=1",  # one fold at a time (workers: tests/test_fold_workers.py)
         f"paths.cache_dir={demo_cache}",
     ]
     proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.shifts import TestTimeShifts
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint
+from birdsweep.train.fold_pool import train_folds_in_workers, worker_threads
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
 from birdsweep.train.validate import validate_config
 
@@ -214,7 +216,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
     tta = build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
     tta.validate(float(cfg.data.window_seconds))  # before any fold trains
-    noise: list[np.ndarray] | None = None
+    noise = functools.cache(
+        lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
+    )  # decoded once, on the first fold that needs it
     oof_probs: list[np.ndarray] = []
     oof_targets: list[np.ndarray] = []
     sc_probs: list[np.ndarray] = []  # per fold: each window alone
@@ -227,17 +231,27 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         )
         if len(data.bad_files):
             tracker.log_dataframe(data.bad_files, "bad_audio_files.csv")
+        workers = int(settings.fold_workers) if not dist.enabled else 1
+        pending = [
+            k
+            for k in folds
+            if not (settings.resume and (ckpt_root / f"fold{k}" / "result.json").is_file())
+        ]
+        fresh: set[int] = set()  # folds trained by the workers of this run
         for k in folds:
             fold_dir = ckpt_root / f"fold{k}"
             done = fold_dir / "result.json"
+            wave = [j for j in pending if j not in fresh][:workers]
+            if workers > 1 and k in wave and len(wave) > 1:  # the next folds, side by side
+                train_folds_in_workers(
+                    cfg,
+                    {j: ckpt_root / f"fold{j}" for j in wave},
+                    worker_threads(workers, settings.threads),
+                    settings.progress,
+                )
+                fresh.update(wave)
             seed_everything(int(cfg.seed) + k)
-            loss_fn = build(cfg.loss)
-            aug = build(cfg.aug)
-            if getattr(aug, "needs_noise", True):
-                if noise is None:
-                    noise = data.noise_clips(int(cfg.data.decode_workers), settings.progress)
-                aug.bind_noise(noise, data.sample_rate)
-            inputs = _fold_inputs(cfg, data, k, loss_fn, getattr(aug, "clip_transform", None))
+            loss_fn, aug, inputs = _fold_objects(cfg, data, k, noise)
             with tracker.child(f"fold{k}", tags={"fold": k}):
                 tracker.log_params(
                     {
@@ -246,13 +260,14 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                         "n_val_windows": len(inputs.val_ds),
                     }
                 )
-                if settings.resume and done.is_file():
+                if (settings.resume or k in fresh) and done.is_file():
                     res = FoldResult(**json.loads(done.read_text()))
-                    res.reused = True
+                    res.reused = k not in fresh
                     probs = np.load(fold_dir / "val_probs.npy")
                     for e, h in enumerate(res.history):
                         tracker.log_metrics(h, step=e)
-                    log.info("fold %d: reusing finished fold from %s", k, fold_dir)
+                    if res.reused:
+                        log.info("fold %d: reusing finished fold from %s", k, fold_dir)
                 else:
                     if not settings.resume:
                         for f in ("last.pt", "best.pt"):
@@ -267,7 +282,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                         labels,
                         config_yaml,
                         inputs,
-                        tracker,
+                        lambda e, m: tracker.log_metrics(m, step=e),
                     )
                 if data.soundscapes is not None:
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
@@ -327,6 +342,53 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         tracker.end(status)
 
 
+def _fold_objects(
+    cfg: DictConfig, data: PreparedData, k: int, noise: Callable[[], list[np.ndarray]]
+) -> tuple[Any, Any, FoldInputs]:
+    """Loss, augmentation (bound to the background clips ``noise()``, decoded only when the
+    augmentation needs them) and datasets of fold ``k``."""
+    loss_fn = build(cfg.loss)
+    aug = build(cfg.aug)
+    if getattr(aug, "needs_noise", True):
+        aug.bind_noise(noise(), data.sample_rate)
+    inputs = _fold_inputs(cfg, data, k, loss_fn, getattr(aug, "clip_transform", None))
+    return loss_fn, aug, inputs
+
+
+def train_fold_files(
+    cfg: DictConfig,
+    k: int,
+    fold_dir: Path,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> None:
+    """Train fold ``k`` of a resolved config into ``fold_dir`` as :func:`run_kfold` does and
+    write its ``val_probs.npy`` and ``result.json`` (the body of a ``trainer.fold_workers``
+    process; the parent tracks and scores the fold afterwards)."""
+    settings = TrainerSettings.from_config(cfg.trainer)
+    data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), progress=False)
+    seed_everything(int(cfg.seed) + k)
+    loss_fn, aug, inputs = _fold_objects(
+        cfg, data, k, lambda: data.noise_clips(int(cfg.data.decode_workers), False)
+    )
+    if not settings.resume:
+        for f in ("last.pt", "best.pt"):
+            (fold_dir / f).unlink(missing_ok=True)
+    res, probs = _train_fold(
+        cfg,
+        k,
+        loss_fn,
+        aug,
+        settings,
+        fold_dir,
+        data.meta.labels,
+        OmegaConf.to_yaml(cfg, resolve=True),
+        inputs,
+        on_epoch or (lambda e, m: None),
+    )
+    atomic_write_bytes(fold_dir / "val_probs.npy", lambda f: np.save(f, probs))
+    atomic_write_json(fold_dir / "result.json", {**res.__dict__, "reused": False})
+
+
 def _train_fold(
     cfg: DictConfig,
     k: int,
@@ -337,7 +399,7 @@ def _train_fold(
     labels: list[str],
     config_yaml: str,
     inputs: FoldInputs,
-    tracker: Any,
+    on_epoch: Callable[[int, dict[str, float]], None],
 ) -> tuple[FoldResult, np.ndarray]:
     """Build the model (from an earlier stage when ``init.from_task``) and train fold ``k``."""
     tr, train_ds = inputs.train_rows, inputs.train_ds
@@ -372,7 +434,7 @@ def _train_fold(
         inputs.val_ds,
         inputs.val_targets,
         sampler=sampler,
-        on_epoch=lambda e, m: tracker.log_metrics(m, step=e),
+        on_epoch=on_epoch,
         desc=f"fold {k}",
     )
     res = FoldResult(

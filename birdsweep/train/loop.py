@@ -59,6 +59,7 @@ class TrainerSettings:
     grad_clip: float | None = 2.0
     ema_decay: float | None = None
     threads: int | None = None
+    fold_workers: int = 1  # folds trained side by side, one process each (see fold_pool)
     progress: bool = True
     max_minutes: float | None = None  # fit a fold's schedule into this wall time (see fit)
     resume: bool = True
@@ -73,6 +74,10 @@ class TrainerSettings:
             raise ValueError(f"trainer.keep: {self.keep!r} is not one of {KEEP}")
         if int(self.val_every) < 1:
             raise ValueError(f"trainer.val_every: must be an integer >= 1, got {self.val_every}")
+        if int(self.fold_workers) < 1:
+            raise ValueError(
+                f"trainer.fold_workers: must be an integer >= 1, got {self.fold_workers}"
+            )
 
     @classmethod
     def from_config(cls, cfg: Any) -> TrainerSettings:

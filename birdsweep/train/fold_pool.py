@@ -1,0 +1,147 @@
+"""Train several folds at once, each in its own process (``trainer.fold_workers``).
+
+On a few CPU cores a small backbone does not keep two intra-op threads busy: two folds with one
+thread each train ~1.3x as many steps per second as one fold with two threads
+(``benchmarks/fold_workers.py``). Each worker trains one fold exactly as the sequential loop of
+:func:`birdsweep.train.kfold.run_kfold` would (same seeds, inputs and files: ``last.pt``,
+``best.pt``, ``val_probs.npy``, ``result.json``); the parent then reads the finished folds back,
+logs them to MLflow and scores them. A worker exits when its parent dies, so a killed run leaves
+no orphan training in the background, and the rerun resumes from the folds' ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+_progress: Any = None  # the parent's queue of (fold, epoch) events, set in each worker
+
+
+def worker_threads(fold_workers: int, threads: int | None) -> int:
+    """Torch threads of one fold worker: ``trainer.threads`` when set, else the cores shared
+    out between the workers (at least one)."""
+    if threads:
+        return int(threads)
+    return max(1, (os.cpu_count() or 1) // max(1, fold_workers))
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:  # the parent died (elsewhere than Linux): stop the fold
+            os._exit(1)
+        time.sleep(1.0)
+
+
+def _init_worker(events: Any, parent: int) -> None:
+    global _progress
+    _progress = events
+    if sys.platform.startswith("linux"):  # killed with the parent at once (prctl PDEATHSIG)
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    logging.basicConfig(
+        level=logging.INFO, format="[fold worker] %(levelname)s %(name)s: %(message)s"
+    )
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _train_one(container: dict, k: int, fold_dir: str, threads: int) -> int:
+    """Worker body: train fold ``k`` of the resolved config ``container`` into ``fold_dir``;
+    returns ``k``."""
+    import torch
+
+    from birdsweep.train.kfold import train_fold_files
+
+    torch.set_num_threads(threads)
+    cfg = OmegaConf.create(container)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        if _progress is not None:
+            _progress.put((k, epoch))
+
+    train_fold_files(cfg, k, Path(fold_dir), on_epoch)
+    return k
+
+
+def train_folds_in_workers(
+    cfg: DictConfig, fold_dirs: dict[int, Path], threads: int, progress: bool = True
+) -> None:
+    """Train the folds of ``cfg`` in ``fold_dirs`` side by side, one spawned process per fold,
+    ``threads`` torch threads each; each writes its fold's files as the sequential loop does.
+
+    Args:
+        cfg: the composed run config (resolved here, so Hydra's resolvers are not needed in
+            the workers).
+        fold_dirs: fold -> its checkpoint folder, for the folds to train now (one worker each).
+        threads: torch intra-op threads per worker.
+        progress: show one bar over the epochs of all these folds.
+
+    Raises:
+        The first exception a worker raised (the other folds are still waited for).
+    """
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container["trainer"]["progress"] = False  # the parent draws the bar
+    folds = list(fold_dirs)
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    epochs = int(cfg.trainer.epochs)
+    done = dict.fromkeys(folds, 0)
+    bar = tqdm(
+        total=epochs * len(folds),
+        desc="folds " + ",".join(map(str, folds)),
+        unit="epoch",
+        disable=not progress,
+    )
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                k, epoch = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            bar.update(max(0, epoch + 1 - done[k]))
+            done[k] = max(done[k], epoch + 1)
+            bar.set_postfix_str(" ".join(f"f{j}:{e}/{epochs}" for j, e in done.items()))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    log.info(
+        "training folds %s in %d processes, %d thread(s) each", list(folds), len(folds), threads
+    )
+    error: BaseException | None = None
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(folds),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(events, os.getpid()),
+        ) as pool:
+            futures = {
+                pool.submit(_train_one, container, k, str(fold_dirs[k]), threads): k for k in folds
+            }
+            for fut in as_completed(futures):
+                try:
+                    log.info("fold %d: trained in its worker", fut.result())
+                except Exception as exc:  # keep waiting for the others, then raise the first
+                    error = error or exc
+    finally:
+        stop.set()
+        reader.join()
+        bar.close()
+    if error is not None:
+        raise error

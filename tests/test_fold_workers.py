@@ -1,0 +1,124 @@
+"""``trainer.fold_workers``: folds trained side by side in worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import open_dict
+
+from birdsweep.train.fold_pool import worker_threads
+from birdsweep.train.kfold import run_kfold
+from tests.conftest import TINY_DATA, TINY_MODEL
+from tests.test_train_e2e import _runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fold_files(summary, k: int) -> tuple[np.ndarray, float]:
+    fold_dir = Path(summary.checkpoint_dir) / f"fold{k}"
+    res = summary.folds[k]
+    return np.load(fold_dir / "val_probs.npy"), res.val_macro_auc
+
+
+def test_folds_side_by_side_match_folds_one_at_a_time(tiny_cfg):
+    with open_dict(tiny_cfg):
+        tiny_cfg.trainer.threads = 1  # the same arithmetic in both: one thread per fold
+        tiny_cfg.trainer.epochs = 2
+    one = run_kfold(tiny_cfg)
+    with open_dict(tiny_cfg):
+        tiny_cfg.trainer.fold_workers = 2
+    two = run_kfold(tiny_cfg)
+    assert two.checkpoint_dir != one.checkpoint_dir  # its own folds, not reused
+    assert not any(r.reused for r in two.folds)
+    for k in range(2):
+        probs_one, auc_one = _fold_files(one, k)
+        probs_two, auc_two = _fold_files(two, k)
+        np.testing.assert_allclose(probs_two, probs_one, rtol=0, atol=1e-6)
+        assert auc_two == pytest.approx(auc_one)
+        assert len(two.folds[k].history) == 2  # the worker's epochs came back
+    assert two.soundscape_macro_auc == pytest.approx(one.soundscape_macro_auc, abs=1e-6)
+    parents, children = _runs(tiny_cfg.logger.tracking_uri)
+    assert len(parents) == 2 and len(children) == 4
+    again = run_kfold(tiny_cfg)  # finished folds of workers are reused like any others
+    assert all(r.reused for r in again.folds)
+
+
+def test_worker_threads_share_the_cores():
+    cores = os.cpu_count() or 1
+    assert worker_threads(2, None) == max(1, cores // 2)
+    assert worker_threads(2, 3) == 3  # trainer.threads wins
+    assert worker_threads(cores * 4, None) == 1
+
+
+def test_fold_workers_must_be_positive(tiny_cfg):
+    with open_dict(tiny_cfg):
+        tiny_cfg.trainer.fold_workers = 0
+    with pytest.raises(ValueError, match="trainer.fold_workers"):
+        run_kfold(tiny_cfg)
+
+
+def _processes_with_env(marker: str) -> list[int]:
+    """pids of the live processes whose environment holds ``marker``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            continue
+        if marker.encode() in env and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_killed_run_leaves_no_worker_behind_and_resumes(tmp_path, demo_cache):
+    marker = f"BIRDSWEEP_ROOT={tmp_path}"
+    env = {**os.environ, "BIRDSWEEP_ROOT": str(tmp_path)}
+    cmd = [
+        sys.executable,
+        "run.py",
+        *TINY_DATA,
+        *TINY_MODEL,
+        "trainer.epochs=12",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+        "trainer.fold_workers=2",
+        f"paths.cache_dir={demo_cache}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpts = tmp_path / "outputs" / "checkpoints"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if len(list(ckpts.glob("*/fold*/last.pt"))) == 2 and not list(
+                ckpts.glob("*/fold*/result.json")
+            ):
+                break  # both folds are training, side by side
+            assert proc.poll() is None, "run ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the folds never started")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while _processes_with_env(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with_env(marker), "a fold worker outlived its killed parent"
+    assert not list(ckpts.glob("*/fold*/result.json"))  # nothing finished after the kill
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stderr + out.stdout
+    assert "fold 0: resumed from" in log and "fold 1: resumed from" in log, log[-4000:]
+    assert len(list(ckpts.glob("*/fold*/result.json"))) == 2

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,40 @@ TINY_TRAINER = [
     "trainer.progress=false",
     "trainer.fold_workers=1",  # tests/test_fold_workers.py trains folds side by side
 ]
+
+
+def tiny_run_py(cache: Path, epochs: int, fold_workers: int) -> list[str]:
+    """``python run.py`` on the tiny demo set and model (for tests of the real CLI)."""
+    return [
+        sys.executable,
+        "run.py",
+        *TINY_DATA,
+        *TINY_MODEL,
+        f"trainer.epochs={epochs}",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+        f"trainer.fold_workers={fold_workers}",
+        f"paths.cache_dir={cache}",
+    ]
+
+
+def kill_when_ready(cmd: list[str], env: dict, ready, what: str, cwd: Path) -> None:
+    """Start ``cmd``, wait (≤ 10 min) until ``ready()`` is true, then SIGKILL it."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if ready():
+                break
+            assert proc.poll() is None, "run ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"{what} never started")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def compose_config(overrides: list[str] | None = None, root: Path | None = None) -> DictConfig:

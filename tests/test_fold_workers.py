@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from omegaconf import open_dict
 
 from birdsweep.train.fold_pool import worker_threads
 from birdsweep.train.kfold import run_kfold
-from tests.conftest import TINY_DATA, TINY_MODEL
+from tests.conftest import kill_when_ready, tiny_run_py
 from tests.test_train_e2e import _runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,35 +81,15 @@ def _processes_with_env(marker: str) -> list[int]:
 def test_killed_run_leaves_no_worker_behind_and_resumes(tmp_path, demo_cache):
     marker = f"BIRDSWEEP_ROOT={tmp_path}"
     env = {**os.environ, "BIRDSWEEP_ROOT": str(tmp_path)}
-    cmd = [
-        sys.executable,
-        "run.py",
-        *TINY_DATA,
-        *TINY_MODEL,
-        "trainer.epochs=12",
-        "trainer.batch_size=8",
-        "trainer.progress=false",
-        "trainer.fold_workers=2",
-        f"paths.cache_dir={demo_cache}",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    cmd = tiny_run_py(demo_cache, epochs=12, fold_workers=2)
     ckpts = tmp_path / "outputs" / "checkpoints"
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline:
-            if len(list(ckpts.glob("*/fold*/last.pt"))) == 2 and not list(
-                ckpts.glob("*/fold*/result.json")
-            ):
-                break  # both folds are training, side by side
-            assert proc.poll() is None, "run ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("the folds never started")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+
+    def both_training() -> bool:  # both folds are training, side by side
+        return len(list(ckpts.glob("*/fold*/last.pt"))) == 2 and not list(
+            ckpts.glob("*/fold*/result.json")
+        )
+
+    kill_when_ready(cmd, env, both_training, "the folds", ROOT)
     deadline = time.monotonic() + 30
     while _processes_with_env(marker) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from birdsweep.train.kfold import run_kfold
 from birdsweep.train.validate import ConfigError
-from tests.conftest import TINY_DATA, TINY_MODEL
+from tests.conftest import kill_when_ready, tiny_run_py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,33 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_kill_mid_fold_then_rerun_resumes(tmp_path, demo_cache):
     env = {**os.environ, "BIRDSWEEP_ROOT": str(tmp_path)}
-    cmd = [
-        sys.executable,
-        "run.py",
-        *TINY_DATA,
-        *TINY_MODEL,
-        "trainer.epochs=3",
-        "trainer.batch_size=8",
-        "trainer.progress=false",
-        "trainer.fold_workers=1",  # one fold at a time (workers: tests/test_fold_workers.py)
-        f"paths.cache_dir={demo_cache}",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 600
+    cmd = tiny_run_py(demo_cache, epochs=3, fold_workers=1)  # workers: test_fold_workers.py
     ckpts = tmp_path / "outputs" / "checkpoints"
-    try:
-        while time.monotonic() < deadline:
-            if list(ckpts.glob("*/fold1/last.pt")) and not list(ckpts.glob("*/fold1/result.json")):
-                break
-            assert proc.poll() is None, "run ended before it could be killed"
-            time.sleep(0.1)
-        else:
-            pytest.fail("fold 1 never started")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+
+    def fold1_training() -> bool:
+        return bool(list(ckpts.glob("*/fold1/last.pt"))) and not list(
+            ckpts.glob("*/fold1/result.json")
+        )
+
+    kill_when_ready(cmd, env, fold1_training, "fold 1", ROOT)
     assert list(ckpts.glob("*/fold0/result.json"))  # fold 0 had finished
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

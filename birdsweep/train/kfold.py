@@ -269,21 +269,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     if res.reused:
                         log.info("fold %d: reusing finished fold from %s", k, fold_dir)
                 else:
-                    if not settings.resume:
-                        for f in ("last.pt", "best.pt"):
-                            (fold_dir / f).unlink(missing_ok=True)
-                    res, probs = _train_fold(
-                        cfg,
-                        k,
-                        loss_fn,
-                        aug,
-                        settings,
-                        fold_dir,
-                        labels,
-                        config_yaml,
-                        inputs,
-                        lambda e, m: tracker.log_metrics(m, step=e),
-                    )
+                    log_epoch = lambda e, m: tracker.log_metrics(m, step=e)  # noqa: E731
+                    objects = (loss_fn, aug, inputs)
+                    res, probs = _train_fold(cfg, k, objects, settings, fold_dir, labels, log_epoch)
                 if data.soundscapes is not None:
                     sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
                     sc_probs.append(sp)
@@ -370,20 +358,8 @@ def train_fold_files(
     loss_fn, aug, inputs = _fold_objects(
         cfg, data, k, lambda: data.noise_clips(int(cfg.data.decode_workers), False)
     )
-    if not settings.resume:
-        for f in ("last.pt", "best.pt"):
-            (fold_dir / f).unlink(missing_ok=True)
     res, probs = _train_fold(
-        cfg,
-        k,
-        loss_fn,
-        aug,
-        settings,
-        fold_dir,
-        data.meta.labels,
-        OmegaConf.to_yaml(cfg, resolve=True),
-        inputs,
-        on_epoch or (lambda e, m: None),
+        cfg, k, (loss_fn, aug, inputs), settings, fold_dir, data.meta.labels, on_epoch
     )
     atomic_write_bytes(fold_dir / "val_probs.npy", lambda f: np.save(f, probs))
     atomic_write_json(fold_dir / "result.json", {**res.__dict__, "reused": False})
@@ -392,16 +368,19 @@ def train_fold_files(
 def _train_fold(
     cfg: DictConfig,
     k: int,
-    loss_fn: Any,
-    aug: Any,
+    objects: tuple[Any, Any, FoldInputs],
     settings: TrainerSettings,
     fold_dir: Path,
     labels: list[str],
-    config_yaml: str,
-    inputs: FoldInputs,
-    on_epoch: Callable[[int, dict[str, float]], None],
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[FoldResult, np.ndarray]:
-    """Build the model (from an earlier stage when ``init.from_task``) and train fold ``k``."""
+    """Build the model (from an earlier stage when ``init.from_task``) and train fold ``k``
+    with its ``(loss, augmentation, inputs)``; without ``trainer.resume`` it starts afresh."""
+    loss_fn, aug, inputs = objects
+    if not settings.resume:
+        for f in ("last.pt", "best.pt"):
+            (fold_dir / f).unlink(missing_ok=True)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     tr, train_ds = inputs.train_rows, inputs.train_ds
     model = build(cfg.model, num_classes=len(labels))
     if cfg.get("init") and cfg.init.get("from_task"):
@@ -434,7 +413,7 @@ def _train_fold(
         inputs.val_ds,
         inputs.val_targets,
         sampler=sampler,
-        on_epoch=on_epoch,
+        on_epoch=on_epoch or (lambda e, m: None),
         desc=f"fold {k}",
     )
     res = FoldResult(

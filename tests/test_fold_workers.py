@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import open_dict
 
 from birdsweep.train.fold_pool import worker_threads
-from birdsweep.train.kfold import run_kfold
+from birdsweep.train.kfold import fold_dir_of, run_kfold
 from tests.conftest import kill_when_ready, tiny_run_py
 from tests.test_train_e2e import _runs
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fold_files(summary, k: int) -> tuple[np.ndarray, float]:
-    fold_dir = Path(summary.checkpoint_dir) / f"fold{k}"
+    fold_dir = fold_dir_of(Path(summary.checkpoint_dir), k)
     res = summary.folds[k]
     return np.load(fold_dir / "val_probs.npy"), res.val_macro_auc
 
@@ -48,11 +49,16 @@ def test_folds_side_by_side_match_folds_one_at_a_time(tiny_cfg):
     assert all(r.reused for r in again.folds)
 
 
-def test_worker_threads_share_the_cores():
-    cores = os.cpu_count() or 1
-    assert worker_threads(2, None) == max(1, cores // 2)
-    assert worker_threads(2, 3) == 3  # trainer.threads wins
-    assert worker_threads(cores * 4, None) == 1
+def test_worker_threads_share_the_threads_torch_has():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)  # e.g. OMP_NUM_THREADS=4 on a bigger machine
+        assert worker_threads(2, None) == 2
+        assert worker_threads(3, None) == 1
+        assert worker_threads(8, None) == 1  # at least one
+        assert worker_threads(2, 3) == 3  # trainer.threads wins
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_fold_workers_must_be_positive(tiny_cfg):

@@ -44,6 +44,16 @@ def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
         macro_auc(truth, preds["soundscape_probs"])
     )
     assert not np.allclose(preds["soundscape_scores"], preds["soundscape_probs"])
+    # each fold's own soundscape scores, and what it trained on, are kept for analysis
+    folds = preds["soundscape_fold_scores"]
+    assert folds.shape == (2, *truth.shape)
+    np.testing.assert_allclose(folds.mean(0), preds["soundscape_scores"], rtol=1e-5)
+    counts = preds["fold_train_counts"]
+    assert counts.shape == (2, truth.shape[1])
+    # with 2 folds each clip trains one of them; a class of one clip trains both (ALWAYS_TRAIN)
+    total = summary.per_class["n_train_clips"].to_numpy()
+    assert (total == 1).any() and (total > 1).any()
+    np.testing.assert_array_equal(counts.sum(0), np.where(total < 2, 2 * total, total))
     for r in summary.folds:
         assert Path(r.checkpoint).is_file() and len(r.history) == 1
     uri = tiny_cfg.logger.tracking_uri

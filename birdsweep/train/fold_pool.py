@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -33,11 +34,12 @@ _progress: Any = None  # the parent's queue of (fold, epoch) events, set in each
 
 
 def worker_threads(fold_workers: int, threads: int | None) -> int:
-    """Torch threads of one fold worker: ``trainer.threads`` when set, else the cores shared
-    out between the workers (at least one)."""
+    """Torch threads of one fold worker: ``trainer.threads`` when set, else this process's torch
+    threads (its cores, or ``OMP_NUM_THREADS`` where that is set) shared out between the workers
+    (at least one)."""
     if threads:
         return int(threads)
-    return max(1, (os.cpu_count() or 1) // max(1, fold_workers))
+    return max(1, torch.get_num_threads() // max(1, fold_workers))
 
 
 def _watch_parent(parent: int) -> None:

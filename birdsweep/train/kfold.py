@@ -98,6 +98,11 @@ class FoldInputs:
     val_targets: np.ndarray  # [len(val_ds), C]
 
 
+def fold_dir_of(ckpt_dir: Path, k: int) -> Path:
+    """Folder of fold ``k``'s files (``best.pt``, ``result.json``, ...) in a run's checkpoints."""
+    return ckpt_dir / f"fold{k}"
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config parts that change what a fold learns."""
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -224,6 +229,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     sc_probs: list[np.ndarray] = []  # per fold: each window alone
     sc_scores: list[np.ndarray] = []  # per fold: with the recording context
     results: list[FoldResult] = []
+    train_counts: list[np.ndarray] = []  # per fold: training clips of each class
     status = "FAILED"
     try:
         tracker.log_metrics(
@@ -235,17 +241,17 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         pending = [
             k
             for k in folds
-            if not (settings.resume and (ckpt_root / f"fold{k}" / "result.json").is_file())
+            if not (settings.resume and (fold_dir_of(ckpt_root, k) / "result.json").is_file())
         ]
         fresh: set[int] = set()  # folds trained by the workers of this run
         for k in folds:
-            fold_dir = ckpt_root / f"fold{k}"
+            fold_dir = fold_dir_of(ckpt_root, k)
             done = fold_dir / "result.json"
             wave = [j for j in pending if j not in fresh][:workers]
             if workers > 1 and k in wave and len(wave) > 1:  # the next folds, side by side
                 train_folds_in_workers(
                     cfg,
-                    {j: ckpt_root / f"fold{j}" for j in wave},
+                    {j: fold_dir_of(ckpt_root, j) for j in wave},
                     worker_threads(workers, settings.threads),
                     settings.progress,
                 )
@@ -291,6 +297,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                 )
             oof_probs.append(probs)
             oof_targets.append(inputs.val_targets)
+            fold_counts = inputs.train_rows["primary_label"].value_counts()
+            train_counts.append(np.array([int(fold_counts.get(lab, 0)) for lab in labels]))
             results.append(res)
             running = float(np.mean([r.val_macro_auc for r in results]))
             tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
@@ -304,6 +312,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             np.concatenate(oof_targets),
             sc_probs,
             sc_scores,
+            np.stack(train_counts),
             ckpt_root,
             tracker,
         )
@@ -446,7 +455,7 @@ def init_from_stage(model: torch.nn.Module, cfg: DictConfig, fold: int, labels: 
             f"run its stage first (python run.py experiment=... task_name={task})"
         )
     ckpt_dir = Path(json.loads(pointer.read_text())["checkpoint_dir"])
-    path = ckpt_dir / f"fold{fold}" / "best.pt"
+    path = fold_dir_of(ckpt_dir, fold) / "best.pt"
     if not path.is_file():
         path = sorted(ckpt_dir.glob("fold*/best.pt"))[0]
         log.warning("init: %s has no fold %d; using %s", ckpt_dir, fold, path)
@@ -516,6 +525,7 @@ def _summarise(
     oof_targets: np.ndarray,
     sc_probs: list[np.ndarray],
     sc_scores: list[np.ndarray],
+    train_counts: np.ndarray,
     ckpt_root: Path,
     tracker: Any,
 ) -> KFoldSummary:
@@ -559,11 +569,18 @@ def _summarise(
         pd.DataFrame([{k: v for k, v in r.__dict__.items() if k != "history"} for r in results]),
         "folds.csv",
     )
-    preds = {"labels": np.array(labels), "oof_probs": oof_probs, "oof_targets": oof_targets}
+    preds = {
+        "labels": np.array(labels),
+        "oof_probs": oof_probs,
+        "oof_targets": oof_targets,
+        "fold_train_counts": train_counts,  # [F, C] training clips of each class per fold
+    }
     if sc_probs:
         preds.update(
             soundscape_probs=raw,
             soundscape_scores=ens,
+            soundscape_fold_probs=np.stack(sc_probs),  # [F, N, C] each window alone
+            soundscape_fold_scores=np.stack(sc_scores),  # [F, N, C] with recording context
             soundscape_targets=data.soundscapes.targets,
             soundscape_row_ids=np.array(data.soundscapes.row_ids),
         )

@@ -1,3 +1,5 @@
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +134,31 @@ def test_cache_round_trip_reuse_and_bad_files(tmp_path):
     )
     assert changed.length(str(b)) == SR and changed.length(str(a)) == int(1.5 * SR)
     np.testing.assert_allclose(changed[str(a)], ref, atol=1e-3)
+
+
+def _build_in_process(paths: list[str], folder: str) -> list[int]:
+    cache = build_audio_cache(paths, folder, SR, num_workers=1, progress=False)
+    return [cache.length(p) for p in paths]
+
+
+def test_cache_built_by_two_processes_at_once(tmp_path):
+    # fold workers of a fresh run build the same (noise) cache side by side: the second waits
+    # for the first and reuses its files instead of both writing one temporary folder
+    paths = []
+    for i in range(8):
+        paths.append(str(tmp_path / f"n{i}.ogg"))
+        sf.write(paths[-1], _tone(4.0, 300.0 + 50 * i), SR, format="OGG", subtype="VORBIS")
+    folder = str(tmp_path / "noise")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=spawn) as pool:
+        lengths = list(pool.map(_build_in_process, [paths] * 4, [folder] * 4))
+    assert lengths == [[4 * SR] * 8] * 4
+    cache = AudioCache(folder)
+    np.testing.assert_allclose(cache[paths[3]], load_audio(paths[3], SR), atol=1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("noise")) == [
+        "noise",
+        "noise.lock",
+    ]  # no temporary folder left behind
 
 
 def test_train_crops_and_windows(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from birdsweep.data.audio import AudioError, load_audio
@@ -120,8 +121,24 @@ def build_audio_cache(
 
     Returns:
         The opened :class:`AudioCache`.
+
+    Processes building the same folder at once (fold workers of a fresh run) take turns on a
+    lock file beside it (``<folder>.lock``): the later ones reuse what the first decoded.
     """
     folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.with_name(folder.name + ".lock")):
+        return _build_locked(paths, folder, sample_rate, max_seconds, num_workers, progress)
+
+
+def _build_locked(
+    paths: Sequence[str],
+    folder: Path,
+    sample_rate: int,
+    max_seconds: float | None,
+    num_workers: int,
+    progress: bool,
+) -> AudioCache:
     paths = list(dict.fromkeys(str(p) for p in paths))
     meta = {"sample_rate": int(sample_rate), "max_seconds": max_seconds}
     old: AudioCache | None = None

@@ -298,6 +298,24 @@ def test_specwarp_local_tempo_varies_segment_lengths_and_keeps_order():
     assert torch.allclose(plain, ramp, atol=1e-3)  # local_tempo=0: one tempo (here none)
 
 
+def test_specwarp_local_pitch_bends_the_contour_within_its_range():
+    spec = _call_image(32, 15, slice(0, 60))  # a tone over the whole crop
+    torch.manual_seed(0)
+    warp = SpecWarp(0.0, 1.0, p=1.0, local_pitch=1.5, segments=4)
+    out, _, _ = warp(spec, torch.zeros(32, 1), torch.ones(32))
+    bins = torch.arange(32, dtype=torch.float32)[:, None]
+    energy = out[:, 0]  # [32, M, T]
+    contour = (energy * bins).sum(1) / energy.sum(1) - 15  # [32, T] offset of each frame
+    assert torch.allclose(energy.sum(1), torch.ones(32, 60), atol=1e-5)  # moved, not lost
+    assert contour.abs().max() <= 1.5 + 1e-4
+    bend = contour.max(1).values - contour.min(1).values  # how far one crop's contour bends
+    assert bend.max() > 1.0 and (contour[:, 0] * contour[:, -1] < 0).any()  # up at one end
+    steps = contour.diff(dim=1).abs()  # linear between 5 knots: no jumps between frames
+    assert steps.max() <= 2 * 1.5 / 15 + 1e-3
+    flat, _, _ = SpecWarp(0.0, 1.0, p=1.0)(spec, torch.zeros(32, 1), torch.ones(32))
+    assert torch.allclose(flat, spec, atol=1e-5)  # local_pitch=0: one shift (here none)
+
+
 def test_specwarp_rejects_bad_settings():
     with pytest.raises(ValueError, match="max_shift_bins"):
         SpecWarp(max_shift_bins=-1)
@@ -309,6 +327,8 @@ def test_specwarp_rejects_bad_settings():
         SpecWarp(local_tempo=1.0)
     with pytest.raises(ValueError, match="segments"):
         SpecWarp(segments=0)
+    with pytest.raises(ValueError, match="local_pitch"):
+        SpecWarp(local_pitch=-0.5)
 
 
 def test_same_seed_same_augmentation():

@@ -144,7 +144,9 @@ class SpecWarp:
     With ``local_tempo > 0`` the tempo also varies along the clip (SpecAugment's time warp,
     generalised): the crop is cut into ``segments`` equal parts whose durations are scaled by
     independent factors in ``1 ± local_tempo`` (renormalised, so the crop keeps its length), as
-    syllables and gaps of one song vary in length between bouts.
+    syllables and gaps of one song vary in length between bouts. With ``local_pitch > 0`` the
+    pitch shift bends along the clip too: an extra offset of up to ``± local_pitch`` bins at each
+    segment boundary, linear in between, as the pitch contour of a call varies between singers.
 
     Args:
         max_shift_bins: largest pitch shift, in mel bins up or down (at 64 mels from 50 Hz to
@@ -152,7 +154,9 @@ class SpecWarp:
         time_stretch: ``[min, max]`` time-scale factor (> 1 slows the sound down).
         p: probability that a sample is warped.
         local_tempo: largest relative change of one segment's tempo (0 = one tempo per crop).
-        segments: number of segments of the local tempo changes.
+        segments: number of segments of the local tempo and pitch changes.
+        local_pitch: largest extra pitch offset, mel bins, at each segment boundary (0 = one
+            shift per crop).
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class SpecWarp:
         p: float = 0.5,
         local_tempo: float = 0.0,
         segments: int = 4,
+        local_pitch: float = 0.0,
     ) -> None:
         if max_shift_bins < 0:
             raise ValueError(f"SpecWarp.max_shift_bins: must be >= 0, got {max_shift_bins!r}")
@@ -174,22 +179,36 @@ class SpecWarp:
             raise ValueError(f"SpecWarp.local_tempo: must be in [0, 1), got {local_tempo!r}")
         if int(segments) < 1:
             raise ValueError(f"SpecWarp.segments: must be >= 1, got {segments!r}")
+        if local_pitch < 0:
+            raise ValueError(f"SpecWarp.local_pitch: must be >= 0, got {local_pitch!r}")
         self.local_tempo = float(local_tempo)
         self.segments = int(segments)
+        self.local_pitch = float(local_pitch)
 
-    def _local_time(self, b: int, t: int, dev: torch.device) -> torch.Tensor:
-        """``[b, t]`` input time coordinates in [-1, 1] of the output frames: a random monotone
-        piecewise-linear map (fixed end points) with per-segment tempo ``1 ± local_tempo``."""
-        k = self.segments
-        dur = 1.0 + self.local_tempo * (2.0 * torch.rand(b, k, device=dev) - 1.0)
-        knots = torch.cat([torch.zeros(b, 1, device=dev), dur.cumsum(dim=1)], dim=1)
-        knots = 2.0 * knots / knots[:, -1:] - 1.0  # [b, k + 1], from -1 to 1
-        x = (torch.arange(t, device=dev, dtype=torch.float32) + 0.5) * (2.0 / t) - 1.0
+    @staticmethod
+    def _along_time(knots: torch.Tensor, t: int) -> torch.Tensor:
+        """``[b, t]``: values at ``k + 1`` equally spaced knots ``[b, k + 1]`` (first and last
+        at the crop's ends), linearly interpolated at the centres of ``t`` frames."""
+        b, k = knots.shape[0], knots.shape[1] - 1
+        x = (torch.arange(t, device=knots.device, dtype=torch.float32) + 0.5) * (2.0 / t) - 1.0
         pos = (x + 1.0) * (k / 2.0)
         seg = pos.floor().clamp(0, k - 1).long()
         frac = (pos - seg).expand(b, t)
         lo, hi = knots[:, seg], knots[:, seg + 1]
         return lo + (hi - lo) * frac
+
+    def _local_time(self, b: int, t: int, dev: torch.device) -> torch.Tensor:
+        """``[b, t]`` input time coordinates in [-1, 1] of the output frames: a random monotone
+        piecewise-linear map (fixed end points) with per-segment tempo ``1 ± local_tempo``."""
+        dur = 1.0 + self.local_tempo * (2.0 * torch.rand(b, self.segments, device=dev) - 1.0)
+        knots = torch.cat([torch.zeros(b, 1, device=dev), dur.cumsum(dim=1)], dim=1)
+        return self._along_time(2.0 * knots / knots[:, -1:] - 1.0, t)
+
+    def _local_pitch(self, b: int, t: int, dev: torch.device) -> torch.Tensor:
+        """``[b, t]`` extra pitch offset (mel bins) of each output frame: random offsets in
+        ``± local_pitch`` at the segment boundaries, linear in between."""
+        knots = uniform(b * (self.segments + 1), -self.local_pitch, self.local_pitch, dev)
+        return self._along_time(knots.view(b, self.segments + 1), t)
 
     def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
         """Return ``(warped spec, target, weight)``; shapes and dtypes unchanged."""
@@ -200,7 +219,9 @@ class SpecWarp:
         apply = coin(b, self.p, dev)
         shift = uniform(b, -self.max_shift_bins, self.max_shift_bins, dev)
         stretch = uniform(b, *self.time_stretch, dev)
-        local = self._local_time(b, spec.shape[-1], dev) if self.local_tempo > 0 else None
+        t = spec.shape[-1]
+        local = self._local_time(b, t, dev) if self.local_tempo > 0 else None
+        bend = self._local_pitch(b, t, dev) if self.local_pitch > 0 else None
         idx = apply.nonzero().squeeze(1)  # only the selected samples are resampled
         n = len(idx)
         if n == 0:
@@ -211,9 +232,13 @@ class SpecWarp:
         theta[:, 1, 1] = 1.0
         theta[:, 1, 2] = -2.0 * shift[idx] / m  # content moves up by `shift` bins
         grid = F.affine_grid(theta, [n, *spec.shape[1:]], align_corners=False)
-        if local is not None:  # [n, M, T, 2]: replace the time coordinate
-            x = (local[idx] / stretch[idx, None])[:, None, :].expand(n, m, -1)
-            grid = torch.stack([x, grid[..., 1]], dim=-1)
+        if local is not None or bend is not None:  # [n, M, T, 2]: per-frame coordinates
+            x, y = grid[..., 0], grid[..., 1]
+            if local is not None:
+                x = (local[idx] / stretch[idx, None])[:, None, :].expand(n, m, -1)
+            if bend is not None:
+                y = y - (2.0 / m) * bend[idx][:, None, :]
+            grid = torch.stack([x, y], dim=-1)
         warped = F.grid_sample(
             spec[idx].float(), grid, mode="bilinear", padding_mode="border", align_corners=False
         )
@@ -225,5 +250,6 @@ class SpecWarp:
         return (
             f"SpecWarp(max_shift_bins={self.max_shift_bins}, "
             f"time_stretch={list(self.time_stretch)}, p={self.p}, "
-            f"local_tempo={self.local_tempo}, segments={self.segments})"
+            f"local_tempo={self.local_tempo}, segments={self.segments}, "
+            f"local_pitch={self.local_pitch})"
         )

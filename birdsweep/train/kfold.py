@@ -48,6 +48,10 @@ NON_LEARNING_SUBKEYS = {
     "data": ("folds", "decode_workers"),
 }
 
+# test soundscapes' window probabilities written by a fold worker (used by the parent of that
+# run only: a reused fold is scored again, since conf/tta may have changed since)
+WORKER_SOUNDSCAPE_PROBS = "soundscape_probs.npy"
+
 FoldCallback = Callable[[int, float, "FoldResult"], None]
 
 
@@ -219,7 +223,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
-    tta = build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
+    tta = _test_time_shifts(cfg)
     tta.validate(float(cfg.data.window_seconds))  # before any fold trains
     noise = functools.cache(
         lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
@@ -279,7 +283,11 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     objects = (loss_fn, aug, inputs)
                     res, probs = _train_fold(cfg, k, objects, settings, fold_dir, labels, log_epoch)
                 if data.soundscapes is not None:
-                    sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
+                    scored = fold_dir / WORKER_SOUNDSCAPE_PROBS  # by this run's fold worker
+                    if k in fresh and scored.is_file():
+                        sp = np.load(scored)
+                    else:
+                        sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
                     sc_probs.append(sp)
                     sc_scores.append(context(sp, data.soundscapes.files))
                     res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sc_scores[-1])
@@ -359,8 +367,10 @@ def train_fold_files(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> None:
     """Train fold ``k`` of a resolved config into ``fold_dir`` as :func:`run_kfold` does and
-    write its ``val_probs.npy`` and ``result.json`` (the body of a ``trainer.fold_workers``
-    process; the parent tracks and scores the fold afterwards)."""
+    write its ``val_probs.npy``, its test soundscapes' probabilities (when the data set has
+    labelled ones: scored here, side by side with the other workers, not one fold after the
+    other in the parent) and ``result.json`` (the body of a ``trainer.fold_workers`` process;
+    the parent tracks the fold and applies the recording context afterwards)."""
     settings = TrainerSettings.from_config(cfg.trainer)
     data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), progress=False)
     seed_everything(int(cfg.seed) + k)
@@ -371,6 +381,10 @@ def train_fold_files(
         cfg, k, (loss_fn, aug, inputs), settings, fold_dir, data.meta.labels, on_epoch
     )
     atomic_write_bytes(fold_dir / "val_probs.npy", lambda f: np.save(f, probs))
+    if data.soundscapes is not None:
+        tta = _test_time_shifts(cfg)
+        sp = _soundscape_probs(cfg, data, fold_dir, settings, data.meta.labels, tta)
+        atomic_write_bytes(fold_dir / WORKER_SOUNDSCAPE_PROBS, lambda f: np.save(f, sp))
     atomic_write_json(fold_dir / "result.json", {**res.__dict__, "reused": False})
 
 
@@ -500,6 +514,10 @@ def score_soundscapes(
     ds = Windows(sc.cache, items, np.tile(sc.targets, (tta.n, 1)), window_samples)
     probs = predict(model, ds, batch_size, device, amp, progress, desc="soundscapes")
     return tta.combine(probs.reshape(tta.n, len(sc.items), -1))
+
+
+def _test_time_shifts(cfg: DictConfig) -> TestTimeShifts:
+    return build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
 
 
 def _soundscape_probs(

@@ -47,6 +47,7 @@ PREVIOUS = [
     "aug.wave.noise.snr_db=[-5,20]",
     "postprocess=none",
     "tta=none",
+    "data.n_folds=5",
 ]
 
 

@@ -1,6 +1,6 @@
 """Does training noise help on noisy soundscapes? Same model and budget, three aug options.
 
-    python benchmarks/noise_robustness.py                 # 5 folds, default epochs
+    python benchmarks/noise_robustness.py                 # all folds, default epochs
     python benchmarks/noise_robustness.py --quick         # 2 folds x 12 short epochs (smoke run)
 
 Prints one table: for each ``aug`` option, the K-fold mean macro AUC on held-out clean clips,

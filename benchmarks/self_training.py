@@ -1,6 +1,6 @@
 """Self-training rounds on the demo: train, export, pseudo-label the unlabelled soundscapes, repeat.
 
-    python benchmarks/self_training.py                    # 5 folds, default epochs, 3 rounds
+    python benchmarks/self_training.py                    # all folds, default epochs, 3 rounds
     python benchmarks/self_training.py --quick            # 2 folds x 20 short epochs (smoke run)
     python benchmarks/self_training.py --rounds 4 optimizer.lr=3e-3   # extra Hydra overrides
 

@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from birdsweep.evaluate.metric import macro_auc
+from birdsweep.infer.combine import combine
 from birdsweep.train.kfold import run_kfold
 from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER
 
@@ -48,6 +49,7 @@ def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
     folds = preds["soundscape_fold_scores"]
     assert folds.shape == (2, *truth.shape)
     np.testing.assert_allclose(folds.mean(0), preds["soundscape_scores"], rtol=1e-5)
+    rank_auc = macro_auc(truth, combine(folds.transpose(1, 0, 2), "rank"))
     counts = preds["fold_train_counts"]
     assert counts.shape == (2, truth.shape[1])
     # with 2 folds each clip trains one of them; a class of one clip trains both (ALWAYS_TRAIN)
@@ -70,6 +72,8 @@ def test_kfold_run_tracks_parent_and_fold_runs(tiny_cfg):
     ):
         assert key in p.data.metrics
     assert p.data.metrics["cv_macro_auc"] == pytest.approx(summary.cv_macro_auc)
+    # what the exported ensemble's default (rank averaging) would score, beside the mean
+    assert p.data.metrics["soundscape_macro_auc_rank"] == pytest.approx(rank_auc)
     assert p.data.params["model.backbone"] == "mobilenetv3_small_050"
     arts = {a.path for a in MlflowClient(uri).list_artifacts(p.info.run_id)}
     assert {"config.yaml", "per_class_auc.csv"} <= arts

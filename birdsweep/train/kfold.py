@@ -22,6 +22,7 @@ from birdsweep.config import build
 from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
 from birdsweep.data.prepare import PreparedData, SoundscapeSet, prepare_data
 from birdsweep.evaluate.metric import macro_auc, per_class_auc
+from birdsweep.infer.combine import combine
 from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.shifts import TestTimeShifts
 from birdsweep.train import distributed as D
@@ -559,12 +560,15 @@ def _summarise(
             "n_oof_windows_pos": (oof_targets >= 0.5).sum(0).astype(int),
         }
     )
-    sc_auc = sc_auc_raw = float("nan")
+    sc_auc = sc_auc_raw = sc_auc_rank = float("nan")
     if sc_probs:
         raw = np.mean(sc_probs, axis=0)
         ens = np.mean(sc_scores, axis=0)
         sc_auc = macro_auc(data.soundscapes.targets, ens)
         sc_auc_raw = macro_auc(data.soundscapes.targets, raw)
+        # the folds rank-averaged instead (`birdsweep infer --combine rank`)
+        ranked = combine(np.stack(sc_scores, axis=1), "rank")
+        sc_auc_rank = macro_auc(data.soundscapes.targets, ranked)
         table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)
         table["n_soundscape_windows_pos"] = (data.soundscapes.targets >= 0.5).sum(0).astype(int)
     oof_auc = macro_auc(oof_targets, oof_probs)
@@ -574,6 +578,7 @@ def _summarise(
         "oof_macro_auc": oof_auc,
         "soundscape_macro_auc": sc_auc,
         "soundscape_macro_auc_raw": sc_auc_raw,
+        "soundscape_macro_auc_rank": sc_auc_rank,
         "soundscape_macro_auc_fold_mean": float(
             np.nanmean([r.soundscape_macro_auc for r in results])
         )

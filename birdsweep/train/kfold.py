@@ -306,8 +306,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                 )
             oof_probs.append(probs)
             oof_targets.append(inputs.val_targets)
-            fold_counts = inputs.train_rows["primary_label"].value_counts()
-            train_counts.append(np.array([int(fold_counts.get(lab, 0)) for lab in labels]))
+            train_counts.append(_clips_per_class(inputs.train_rows, labels))
             results.append(res)
             running = float(np.mean([r.val_macro_auc for r in results]))
             tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
@@ -517,6 +516,12 @@ def score_soundscapes(
     return tta.combine(probs.reshape(tta.n, len(sc.items), -1))
 
 
+def _clips_per_class(clips: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    """Clips of each label (primary labels of ``clips``), in ``labels`` order."""
+    counts = clips["primary_label"].value_counts()
+    return np.array([int(counts.get(lab, 0)) for lab in labels])
+
+
 def _test_time_shifts(cfg: DictConfig) -> TestTimeShifts:
     return build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
 
@@ -551,23 +556,23 @@ def _summarise(
     labels = data.meta.labels
     aucs = np.array([r.val_macro_auc for r in results], dtype=float)
     cv, cv_std = float(np.nanmean(aucs)), float(np.nanstd(aucs))
-    counts = data.clips["primary_label"].value_counts()
     table = pd.DataFrame(
         {
             "label": labels,
-            "n_train_clips": [int(counts.get(lab, 0)) for lab in labels],
+            "n_train_clips": _clips_per_class(data.clips, labels),
             "oof_auc": per_class_auc(oof_targets, oof_probs),
             "n_oof_windows_pos": (oof_targets >= 0.5).sum(0).astype(int),
         }
     )
     sc_auc = sc_auc_raw = sc_auc_rank = float("nan")
     if sc_probs:
-        raw = np.mean(sc_probs, axis=0)
-        ens = np.mean(sc_scores, axis=0)
+        fold_probs, fold_scores = np.stack(sc_probs), np.stack(sc_scores)  # [F, N, C]
+        raw = fold_probs.mean(axis=0)
+        ens = fold_scores.mean(axis=0)
         sc_auc = macro_auc(data.soundscapes.targets, ens)
         sc_auc_raw = macro_auc(data.soundscapes.targets, raw)
         # the folds rank-averaged instead (`birdsweep infer --combine rank`)
-        ranked = combine(np.stack(sc_scores, axis=1), "rank")
+        ranked = combine(fold_scores.swapaxes(0, 1), "rank")
         sc_auc_rank = macro_auc(data.soundscapes.targets, ranked)
         table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)
         table["n_soundscape_windows_pos"] = (data.soundscapes.targets >= 0.5).sum(0).astype(int)
@@ -602,8 +607,8 @@ def _summarise(
         preds.update(
             soundscape_probs=raw,
             soundscape_scores=ens,
-            soundscape_fold_probs=np.stack(sc_probs),  # [F, N, C] each window alone
-            soundscape_fold_scores=np.stack(sc_scores),  # [F, N, C] with recording context
+            soundscape_fold_probs=fold_probs,  # each window alone
+            soundscape_fold_scores=fold_scores,  # with the recording context
             soundscape_targets=data.soundscapes.targets,
             soundscape_row_ids=np.array(data.soundscapes.row_ids),
         )

@@ -377,12 +377,12 @@ class FoldTrainer:
                 save_checkpoint(last_path, last)
             D.barrier()
             log.info(
-                "%s epoch %d/%d: loss %.4f, val macro AUC %.4f",
+                "%s epoch %d/%d: loss %.4f%s",
                 desc,
                 epoch + 1,
                 epochs,
                 train_loss,
-                auc,
+                f", val macro AUC {auc:.4f}" if validated else "",
             )
         best.seconds = time.monotonic() - t0
         return best

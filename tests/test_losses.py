@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from birdsweep.train.losses import SEDLoss
+from birdsweep.train.losses import SEDLoss, pairwise_auc_loss
 from tests.conftest import compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -161,6 +161,8 @@ def test_bad_config_values_name_the_key():
         SEDLoss("bce", bce_weight=0.5)
     with pytest.raises(ValueError, match="bce_weight"):
         SEDLoss("ce", bce_weight=-1.0)
+    with pytest.raises(ValueError, match="auc_weight"):
+        SEDLoss("ce", auc_weight=-0.5)
 
 
 @pytest.mark.parametrize("ce_target", ["soft", "primary"])
@@ -190,6 +192,52 @@ def test_ce_bce_pushes_down_a_look_alike_that_softmax_ce_ignores():
         grads[w] = clip.grad[0, 1].item()
     assert 0 < grads[0.0] < 0.01  # softmax p of the runner-up, ~e^-5
     assert grads[0.5] > 0.45  # + 0.5 * sigmoid(5)
+
+
+def test_pairwise_auc_loss_on_a_hand_case():
+    s = torch.tensor([[2.0, 0.0], [1.0, 3.0], [0.0, 1.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.4]])  # 0.4: neither positive nor negative
+    # class 0: positive row 0 vs negatives 1, 2; class 1: positive row 1 vs negative row 0 only
+    c0 = (F.softplus(torch.tensor(1.0 - 2.0)) + F.softplus(torch.tensor(0.0 - 2.0))) / 2
+    c1 = F.softplus(torch.tensor(0.0 - 3.0))
+    assert torch.allclose(pairwise_auc_loss(s, y), (c0 + c1) / 2)
+    # a class without a positive/negative pair is skipped, and no pair at all gives 0
+    assert torch.allclose(pairwise_auc_loss(s[:, :1], y[:, :1]), c0)
+    assert pairwise_auc_loss(s, torch.zeros_like(y)) == 0
+
+
+def test_auc_term_sees_what_softmax_ce_cannot():
+    # CE is blind to a constant added to a row's logits; the rows' order within a class (what
+    # the per-class AUC ranks) is blind to a constant added to a class's column
+    out, target = _out(b=6), _target(b=6)
+    row_shift = torch.arange(6.0)[:, None, None] * 3.0
+    shifted = {"clip": out["clip"] + row_shift[:, 0], "frame": out["frame"] + row_shift}
+    ce, both = SEDLoss("ce"), SEDLoss("ce", auc_weight=1.0)
+    assert torch.allclose(ce(shifted, target), ce(out, target))
+    assert not torch.allclose(both(shifted, target), both(out, target))
+    col = torch.randn(5) * 4
+    assert torch.allclose(
+        pairwise_auc_loss(out["clip"] + col, target), pairwise_auc_loss(out["clip"], target)
+    )
+
+
+def test_descending_the_auc_term_raises_per_class_auc():
+    from sklearn.metrics import roc_auc_score
+
+    y = (torch.rand(64, 4) < 0.3).float()
+    y[0], y[1] = 1.0, 0.0  # every class has both kinds of row
+    logits = torch.randn(64, 4, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=100.0)  # per-pair averages give small gradients
+
+    def auc() -> float:
+        return sum(roc_auc_score(y[:, c], logits[:, c].detach()) for c in range(4)) / 4
+
+    before = auc()
+    for _ in range(50):
+        opt.zero_grad()
+        pairwise_auc_loss(logits, y).backward()
+        opt.step()
+    assert before < 0.65 and auc() > 0.95
 
 
 @pytest.mark.parametrize("path", sorted((CONF / "loss").glob("*.yaml")), ids=lambda p: p.stem)

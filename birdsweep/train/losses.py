@@ -47,6 +47,31 @@ def focal_bce(
     return bce
 
 
+def pairwise_auc_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Smooth per-class ROC-AUC surrogate over the batch (RankNet's logistic pair loss).
+
+    For each class, every pair of a positive row (target >= 0.5) and a negative row (target
+    == 0) costs ``softplus(s_neg - s_pos)``; the pairs of a class are averaged, then the classes
+    that have a pair. Softmax CE compares the classes of one row; this compares the rows of one
+    class, which is what the metric ranks.
+
+    Args:
+        logits: float32 [B, C].
+        target: float32 [B, C] in [0, 1].
+
+    Returns:
+        Scalar loss (0, with a gradient path, when no class has a pair).
+    """
+    pos = (target >= 0.5).to(logits.dtype)
+    neg = (target <= 0.0).to(logits.dtype)
+    pairs = pos[:, None, :] * neg[None, :, :]  # [i positive, j negative, C]
+    gap = logits[None, :, :] - logits[:, None, :]  # [i, j, C] = s_j - s_i
+    n = pairs.sum(dim=(0, 1))  # [C]
+    per_class = (F.softplus(gap) * pairs).sum(dim=(0, 1)) / n.clamp_min(1.0)
+    has = n > 0
+    return (per_class * has).sum() / has.sum().clamp_min(1)
+
+
 class SEDLoss(nn.Module):
     """Loss on the clip and frame heads of an SED model.
 
@@ -69,6 +94,8 @@ class SEDLoss(nn.Module):
             class's logit across windows; the BCE term trains those absolute values (a class
             scored on another class's look-alike call is pushed down even once the right class
             wins the softmax). Rows with no label count for it (as negatives of every class).
+        auc_weight: adds ``auc_weight`` times :func:`pairwise_auc_loss` of the same head
+            outputs: each class's positives ranked above its negatives across the batch.
     """
 
     def __init__(
@@ -83,6 +110,7 @@ class SEDLoss(nn.Module):
         focal_alpha: float | None = None,
         ce_target: str = "primary",
         bce_weight: float = 0.0,
+        auc_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
@@ -103,6 +131,8 @@ class SEDLoss(nn.Module):
                 f"loss.bce_weight: a non-negative weight, used with kind=ce only; got "
                 f"{bce_weight} with kind={kind!r}"
             )
+        if auc_weight < 0:
+            raise ValueError(f"loss.auc_weight: a non-negative weight, got {auc_weight}")
         if focal_alpha is not None and not 0.0 <= focal_alpha <= 1.0:
             raise ValueError(f"loss.focal_alpha: must lie in [0, 1] or be null, got {focal_alpha}")
         self.kind = kind
@@ -115,6 +145,7 @@ class SEDLoss(nn.Module):
         self.focal_alpha = None if focal_alpha is None else float(focal_alpha)
         self.ce_target = ce_target
         self.bce_weight = float(bce_weight)
+        self.auc_weight = float(auc_weight)
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Loss per sample for one head.
@@ -179,9 +210,7 @@ class SEDLoss(nn.Module):
             target = target.float()
             total = clip.new_zeros((), dtype=torch.float32)
             if self.clip_weight:
-                total = total + self.clip_weight * self._reduce(
-                    *self.per_sample(clip.float(), target), weight
-                )
+                total = total + self.clip_weight * self._head_loss(clip.float(), target, weight)
             if self.frame_weight:
                 if out.get("frame") is None:
                     raise KeyError(
@@ -189,15 +218,21 @@ class SEDLoss(nn.Module):
                         "set loss.frame_weight=0 for a model without a frame head"
                     )
                 frame_max = out["frame"].float().amax(dim=1)  # [B, T', C] -> [B, C]
-                total = total + self.frame_weight * self._reduce(
-                    *self.per_sample(frame_max, target), weight
-                )
+                total = total + self.frame_weight * self._head_loss(frame_max, target, weight)
         return total
+
+    def _head_loss(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        loss = self._reduce(*self.per_sample(logits, target), weight)
+        if self.auc_weight:
+            loss = loss + self.auc_weight * pairwise_auc_loss(logits, target)
+        return loss
 
     def extra_repr(self) -> str:
         return (
             f"kind={self.kind!r}, clip_weight={self.clip_weight}, "
             f"frame_weight={self.frame_weight}, label_smoothing={self.label_smoothing}, "
             f"secondary_target={self.secondary_target}, rating_weighted={self.rating_weighted}, "
-            f"bce_weight={self.bce_weight}"
+            f"bce_weight={self.bce_weight}, auc_weight={self.auc_weight}"
         )

@@ -67,9 +67,8 @@ def pairwise_auc_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     pairs = pos[:, None, :] * neg[None, :, :]  # [i positive, j negative, C]
     gap = logits[None, :, :] - logits[:, None, :]  # [i, j, C] = s_j - s_i
     n = pairs.sum(dim=(0, 1))  # [C]
-    per_class = (F.softplus(gap) * pairs).sum(dim=(0, 1)) / n.clamp_min(1.0)
-    has = n > 0
-    return (per_class * has).sum() / has.sum().clamp_min(1)
+    per_class = (F.softplus(gap) * pairs).sum(dim=(0, 1)) / n.clamp_min(1.0)  # 0 without pairs
+    return per_class.sum() / (n > 0).sum().clamp_min(1)
 
 
 class SEDLoss(nn.Module):

@@ -224,9 +224,10 @@ def test_auc_term_sees_what_softmax_ce_cannot():
 def test_descending_the_auc_term_raises_per_class_auc():
     from sklearn.metrics import roc_auc_score
 
-    y = (torch.rand(64, 4) < 0.3).float()
+    g = torch.Generator().manual_seed(0)  # the same draw whatever ran before
+    y = (torch.rand(64, 4, generator=g) < 0.3).float()
     y[0], y[1] = 1.0, 0.0  # every class has both kinds of row
-    logits = torch.randn(64, 4, requires_grad=True)
+    logits = torch.randn(64, 4, generator=g).requires_grad_()
     opt = torch.optim.SGD([logits], lr=100.0)  # per-pair averages give small gradients
 
     def auc() -> float:

@@ -33,7 +33,7 @@ from benchmarks._common import REPO, timed_kfold  # noqa: E402
 from birdsweep.evaluate.metric import paired_bootstrap_gap, per_class_auc  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
-# read-out, best epoch by validation AUC, training noise at -5..20 dB, no recording context or
+# read-out, best epoch by validation AUC, raw training noise at -5..20 dB, no recording context or
 # test-time shifts): the baseline of the search
 PREVIOUS = [
     "loss=bce",
@@ -45,6 +45,7 @@ PREVIOUS = [
     "trainer.keep=best",
     "aug=noisy",
     "aug.wave.noise.snr_db=[-5,20]",
+    "aug.wave.noise.suppress_calls=null",
     "postprocess=none",
     "tta=none",
     "data.n_folds=5",

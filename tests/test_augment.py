@@ -362,8 +362,8 @@ def _compose(overrides: list[str]):
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "aug").glob("*.yaml")))
-def test_every_aug_option_instantiates_and_runs(option: str):
-    cfg = _compose([f"+aug={option}"])
+def test_every_aug_option_instantiates_and_runs(option: str, tmp_path: Path):
+    cfg = _compose([f"+aug={option}", f"+paths.cache_dir={tmp_path}"])
     aug = instantiate(cfg.aug)
     assert isinstance(aug, AugmentPipeline)
     aug.bind_noise([np.random.default_rng(0).standard_normal(3000).astype(np.float32)], SR)
@@ -377,10 +377,12 @@ def test_every_aug_option_instantiates_and_runs(option: str):
 
 
 def test_composed_options_contain_their_parts():
-    full = instantiate(_compose(["+aug=full"]).aug)
+    full = instantiate(_compose(["+aug=full", "+paths.cache_dir=unused"]).aug)
     kinds = [type(t).__name__ for t in full.wave_transforms + full.spec_transforms]
     assert kinds == ["BackgroundNoise", "ColoredNoise", "Gain", "WaveMixup", "SpecAugment"]
-    off = instantiate(_compose(["+aug=noisy", "aug.wave.colored=null"]).aug)
+    off = instantiate(
+        _compose(["+aug=noisy", "aug.wave.colored=null", "+paths.cache_dir=unused"]).aug
+    )
     assert [type(t).__name__ for t in off.wave_transforms] == ["BackgroundNoise", "Gain"]
 
 

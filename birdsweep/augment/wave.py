@@ -197,6 +197,10 @@ class BackgroundNoise:
         max_bank_seconds: cap on the total noise kept in memory (and on the device); a random
             subset of clips is kept beyond it. ``None`` keeps everything.
         fallback_exponent: spectral exponent range of the coloured-noise fallback.
+        suppress_calls: a callable ``(audio, sample_rate) -> audio`` run once on every bound
+            clip, e.g. :class:`birdsweep.augment.background.CallSuppressor`, which turns the
+            calls in soundscapes down so that no unlabelled call of a listed species is mixed
+            into a clip of another; ``None`` mixes the recordings as they are.
     """
 
     def __init__(
@@ -206,8 +210,10 @@ class BackgroundNoise:
         noise_dirs: Sequence[str] = (),
         max_bank_seconds: float | None = None,
         fallback_exponent: float | Sequence[float] = (0.0, 2.0),
+        suppress_calls: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ) -> None:
         self.snr_db = as_range(snr_db, "BackgroundNoise.snr_db")
+        self.suppress_calls = suppress_calls
         self.p = check_p(p, "BackgroundNoise.p")
         self.noise_dirs = [str(d) for d in noise_dirs]
         self.max_bank_seconds = max_bank_seconds
@@ -237,6 +243,9 @@ class BackgroundNoise:
         clips = [c for c in clips + self._dir_clips[sample_rate] if c.size > 0]
         if self.max_bank_seconds is not None:
             clips = self._cap(clips, int(self.max_bank_seconds * sample_rate))
+        if self.suppress_calls is not None and clips:
+            clips = [self.suppress_calls(c, sample_rate) for c in clips]
+            log.info("BackgroundNoise: calls turned down in %d noise clips", len(clips))
         self._on_device = {}
         if not clips:
             self._bank = self._starts = self._lens = None

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from birdsweep.augment.background import CallSuppressor, band_floor
 from birdsweep.augment.wave import BackgroundNoise
 
 SR = 16000
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _db(x: np.ndarray) -> float:
@@ -118,3 +123,12 @@ def test_suppressed_recordings_are_cached_by_content_and_settings(tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 2  # other settings: another entry
     entry.write_bytes(b"broken")
     assert np.array_equal(cached(audio, SR), first)  # a damaged entry is recomputed
+
+
+def test_the_default_recipe_suppresses_calls_in_its_noise(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("train", overrides=[f"paths.root_dir={tmp_path}"])
+    noise = instantiate(cfg.aug).wave_transforms[0]
+    assert isinstance(noise, BackgroundNoise)
+    assert isinstance(noise.suppress_calls, CallSuppressor)
+    assert noise.suppress_calls.cache_dir == tmp_path / ".cache" / "suppressed_noise"

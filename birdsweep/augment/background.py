@@ -24,6 +24,7 @@ from birdsweep.atomic import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 _EPS = 1e-12
+_CACHE_VERSION = 1  # part of every cache key: raise it when the suppression itself changes
 
 
 def band_floor(magnitude: np.ndarray, frames_per_block: int) -> np.ndarray:
@@ -111,7 +112,8 @@ class CallSuppressor:
         if self.cache_dir is None:
             return self._suppress(audio, sample_rate)
         key = hashlib.blake2b(audio.tobytes(), digest_size=16)
-        key.update(repr((sample_rate, self.max_above_db, self.block_seconds, self.n_fft)).encode())
+        settings = (_CACHE_VERSION, sample_rate, self.max_above_db, self.block_seconds, self.n_fft)
+        key.update(repr(settings).encode())
         path = self.cache_dir / f"{key.hexdigest()}.npy"
         if path.is_file():
             try:

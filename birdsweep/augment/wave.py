@@ -213,10 +213,10 @@ class BackgroundNoise:
         suppress_calls: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ) -> None:
         self.snr_db = as_range(snr_db, "BackgroundNoise.snr_db")
-        self.suppress_calls = suppress_calls
         self.p = check_p(p, "BackgroundNoise.p")
         self.noise_dirs = [str(d) for d in noise_dirs]
         self.max_bank_seconds = max_bank_seconds
+        self.suppress_calls = suppress_calls
         self._fallback = ColoredNoise(snr_db=self.snr_db, p=self.p, exponent=fallback_exponent)
         self._dir_clips: dict[int, list[np.ndarray]] = {}  # sample_rate -> decoded noise_dirs
         self._bank: torch.Tensor | None = None  # all clips concatenated, float32 [total]
@@ -341,7 +341,7 @@ class BackgroundNoise:
     def __repr__(self) -> str:
         return (
             f"BackgroundNoise(snr_db={self.snr_db}, p={self.p}, noise_dirs={self.noise_dirs}, "
-            f"clips={self.num_clips})"
+            f"clips={self.num_clips}, suppress_calls={self.suppress_calls})"
         )
 
 

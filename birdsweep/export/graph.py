@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from birdsweep.config import build
+from birdsweep.config import build_artefact_model, refuse_interpolations
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
 from birdsweep.model.sed import window_score
 from birdsweep.train.checkpoint import load_checkpoint
@@ -43,8 +43,13 @@ def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns:
         ``(model in eval mode, checkpoint dict)``.
 
+    The stored config may only name birdsweep's registered model and front end
+    (:func:`birdsweep.config.build_artefact_model`): a shared checkpoint never chooses what
+    code runs.
+
     Raises:
-        ValueError: the checkpoint lacks ``labels`` or ``config``.
+        ValueError: the checkpoint lacks ``labels`` or ``config``, or its config is refused
+            (:class:`birdsweep.config.UntrustedConfigError`).
     """
     ck = load_checkpoint(checkpoint)
     for key in ("labels", "config"):
@@ -54,10 +59,10 @@ def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                 "python run.py (best.pt) can be exported"
             )
     cfg = OmegaConf.create(ck["config"])
-    overrides = {
-        k: v for k, v in (("pretrained", False), ("checkpoint_path", None)) if k in cfg.model
-    }
-    model = build(cfg.model, num_classes=len(ck["labels"]), **overrides)
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
+        raise ValueError(f"{checkpoint}: the checkpoint's config has no 'model' section")
+    refuse_interpolations(cfg, str(checkpoint))
+    model = build_artefact_model(cfg.model, str(checkpoint), num_classes=len(ck["labels"]))
     model.load_state_dict(ck["state_dict"])
     return model.eval(), ck
 

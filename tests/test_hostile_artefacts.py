@@ -39,7 +39,12 @@ MODEL = {
 def _payload(marker: Path) -> dict:
     """A node that, if ever called, writes ``marker`` (torch's own code-from-string helper)."""
     src = f"open({str(marker)!r}, 'w').write('pwned')\ndef forward(self):\n    pass\n"
-    return {"_target_": "torch.fx.graph_module._forward_from_src", "src": src, "globals": {"__name__": "x"}, "_convert_": "all"}
+    return {
+        "_target_": "torch.fx.graph_module._forward_from_src",
+        "src": src,
+        "globals": {"__name__": "x"},
+        "_convert_": "all",
+    }
 
 
 def test_the_payload_would_run_if_called(tmp_path):

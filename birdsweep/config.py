@@ -202,6 +202,7 @@ def build_artefact_model(model_cfg: Any, source: str, **kwargs: Any) -> Any:
         **kwargs: passed to the model (e.g. ``num_classes``).
     """
     node = check_artefact_model(model_cfg, source)
-    node.update({k: v for k, v in (("pretrained", False), ("checkpoint_path", None)) if k in node})
+    off = (("pretrained", False), ("pretrained_file", None), ("checkpoint_path", None))
+    node.update({k: v for k, v in off if k in node})
     allowed = [t for targets in ARTEFACT_TARGETS.values() for t in targets]
     return instantiate(OmegaConf.create(node), _execution_whitelist_=allowed, **kwargs)

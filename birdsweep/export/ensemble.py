@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,14 @@ from birdsweep.export.graph import (
     max_abs_diff,
     onnx_session,
 )
-from birdsweep.export.manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from birdsweep.export.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    LABELS_KEY,
+    MANIFEST,
+    MODELS_KEY,
+    sha256_of,
+)
 from birdsweep.export.select import FoldSource
 from birdsweep.features.frontend import EXPORT_STFT
 from birdsweep.infer.combine import COMBINE_METHODS
@@ -58,14 +67,6 @@ class ExportResult:
     out_dir: Path
     manifest: dict[str, Any]
     mlflow_run_id: str | None = None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_compatible(sources: Sequence[FoldSource], cks: list[dict], cfgs: list[Any]) -> None:
@@ -194,17 +195,17 @@ def export_ensemble(
         raise ValueError(f"combine: {combine!r} is not one of {COMBINE_METHODS}")
     if stft not in EXPORT_STFT:
         raise ValueError(f"stft: {stft!r} is not one of {EXPORT_STFT}")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
+    recover_interrupted_export(out_dir)
     if (out_dir / MANIFEST).is_file() and not overwrite:
         raise ValueError(
             f"--out {out_dir}: already holds an ensemble; pass --overwrite to replace it"
         )
-    old_files = []
-    if (out_dir / MANIFEST).is_file():
-        try:
-            old_files = [g["file"] for g in json.loads((out_dir / MANIFEST).read_text())["graphs"]]
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s: unreadable old manifest; its model files are left in place", out_dir)
+    if out_dir.exists() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
+        raise ValueError(
+            f"--out {out_dir}: holds files but no {MANIFEST}, so it is not an ensemble folder; "
+            "choose a new or empty folder"
+        )
     loaded = [load_model(s.checkpoint) for s in sources]
     models = [m for m, _ in loaded]
     for m in models:
@@ -249,7 +250,8 @@ def export_ensemble(
             }
         )
     status = "FAILED"
-    try:
+    final_dir, out_dir = out_dir, _staging_dir(out_dir)  # everything is written to a staging
+    try:  # folder and swapped in whole after the parity check: a failure leaves the old one
         rng = np.random.default_rng(seed)
         rand = (rng.standard_normal((parity_random_windows, win)) * 0.1).astype(np.float32)
         real = _real_windows(_parity_files(cfgs[0], parity_audio), reader, parity_real_windows)
@@ -264,6 +266,7 @@ def export_ensemble(
                 shared_frontend=frontend_signature(models[idx[0]]) is not None,
             ).eval()
             export_onnx(module, out_dir / name, win, opset=opset, dynamo=dynamo)
+            stamp_labels(out_dir / name, labels, len(idx))
             sess = onnx_session(out_dir / name, threads)
             d_rand = max_abs_diff(module, sess, rand)
             d_real = max_abs_diff(module, sess, real) if real is not None else None
@@ -276,7 +279,7 @@ def export_ensemble(
             for kind, d in (("random", d_rand), ("real", d_real)):
                 if d is not None and not d <= tolerance:
                     raise ParityError(
-                        f"{out_dir / name}: ONNX and PyTorch probabilities differ by {d:.3g} on "
+                        f"{final_dir / name}: ONNX and PyTorch probabilities differ by {d:.3g} on "
                         f"{kind} windows (tolerance {tolerance:g}); try dynamo=False or another "
                         "opset, and report the model config"
                     )
@@ -287,7 +290,7 @@ def export_ensemble(
                     "file": name,
                     "models": idx,
                     "shared_frontend": module.shared_frontend,
-                    "sha256": _sha256(out_dir / name),
+                    "sha256": sha256_of(out_dir / name),
                     "bytes": (out_dir / name).stat().st_size,
                     "parity_max_abs_diff": {"random": d_rand, "real": d_real},
                 }
@@ -344,8 +347,8 @@ def export_ensemble(
             "mlflow_run_id": tracker.parent_id if tracker else None,
         }
         atomic_write_json(out_dir / MANIFEST, manifest)
-        for stale in set(old_files) - {g["file"] for g in graphs}:
-            (out_dir / stale).unlink(missing_ok=True)
+        _swap_in(out_dir, final_dir)
+        out_dir = final_dir
         if tracker is not None:
             tracker.log_metrics(
                 {
@@ -367,5 +370,76 @@ def export_ensemble(
         )
         return ExportResult(out_dir, manifest, tracker.parent_id if tracker else None)
     finally:
+        if out_dir != final_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
         if tracker is not None:
             tracker.end(status)
+
+
+_STAGING, _OLD = ".export-", ".replaced-"  # <parent>/.<name>.export-<pid>-<random>
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-", dir=out_dir.parent)
+    )
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``staging`` with two renames (the old folder is kept aside until
+    the new one is in place, then deleted)."""
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    if out_dir.exists():
+        aside = out_dir.parent / f".{out_dir.name}{_OLD}{os.getpid()}"
+        os.rename(out_dir, aside)
+        os.rename(staging, out_dir)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(staging, out_dir)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted_export(out_dir: Path) -> None:
+    """Clean up after an export that was killed: delete its staging folder and, if it was
+    killed between the two renames of the swap, put the old ensemble back."""
+    if not out_dir.parent.is_dir():
+        return
+    for kind in (_STAGING, _OLD):
+        for left in out_dir.parent.glob(f".{out_dir.name}{kind}*"):
+            pid = left.name[len(f".{out_dir.name}{kind}") :].split("-")[0]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if kind == _OLD and not out_dir.exists():
+                os.rename(left, out_dir)
+                log.warning("%s: restored the ensemble of an interrupted export", out_dir)
+            else:
+                shutil.rmtree(left, ignore_errors=True)
+                log.warning("%s: removed the leftovers of an interrupted export", left)
+
+
+def stamp_labels(path: Path, labels: Sequence[str], n_models: int) -> None:
+    """Record the label order and model count inside an ONNX file (its metadata), so
+    ``birdsweep infer`` can tell a manifest edited after export from the graph it describes."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in ((LABELS_KEY, json.dumps(list(labels))), (MODELS_KEY, str(n_models))):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from birdsweep.data.audio import AudioError, list_audio_files
-from birdsweep.export.manifest import read_manifest
+from birdsweep.export.manifest import check_session, read_manifest
 from birdsweep.infer.combine import COMBINE_METHODS, combine
 from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
@@ -207,9 +207,16 @@ class Ensemble:
             The :class:`Ensemble`.
         """
         man = read_manifest(model_dir)
-        sessions = [
-            onnx_session(Path(model_dir) / g["file"], threads, spinning) for g in man["graphs"]
-        ]
+        sessions = []
+        for g in man["graphs"]:
+            file = Path(model_dir) / g["file"]
+            try:
+                sess = onnx_session(file, threads, spinning)
+            except Exception as exc:  # onnxruntime's own errors are long and raw
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{file}: not a loadable ONNX model ({first})") from exc
+            check_session(sess, g, list(man["labels"]), file)
+            sessions.append(sess)
         return cls(model_dir, man, sessions, **kwargs)
 
     @property

@@ -105,6 +105,8 @@ class MelFrontend(nn.Module):
         pcen_power: PCEN compression exponent r (0.5).
         delta_width: Window length of the delta filter (3-channel mode only).
         eps: Added to the std in instance normalisation.
+        htk: HTK mel scale instead of Slaney's (what some pretrained audio networks, e.g.
+            aiSFX, were trained on).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class MelFrontend(nn.Module):
         pcen_gain: float = 0.98,
         pcen_bias: float = 2.0,
         pcen_power: float = 0.5,
+        htk: bool = False,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
@@ -163,7 +166,7 @@ class MelFrontend(nn.Module):
             delta_width,
             eps,
         )
-        self.band_quantile = band_quantile
+        self.band_quantile, self.htk = band_quantile, htk
         self.pcen_gain, self.pcen_bias, self.pcen_power = pcen_gain, pcen_bias, pcen_power
         # librosa.pcen's smoothing coefficient for a time constant in frames
         frames = pcen_time_constant * sample_rate / hop_length
@@ -178,6 +181,7 @@ class MelFrontend(nn.Module):
                 n_mels=n_mels,
                 fmin=fmin,
                 fmax=fmax,
+                htk=htk,
                 center=True,
                 pad_mode="reflect",
                 power=2.0,
@@ -188,7 +192,9 @@ class MelFrontend(nn.Module):
         else:
             self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
             self.register_buffer(
-                "mel_fb", mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax), persistent=False
+                "mel_fb",
+                mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk=htk),
+                persistent=False,
             )
             # the STFT of ONNX exports (onnxruntime's STFT operator is slow); no state
             self.dft_power = FactoredDFTPower(n_fft, hop_length, self.window)

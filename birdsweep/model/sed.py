@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from birdsweep.model.heads import create_head
+from birdsweep.model.pretrained import pretrained_overlay
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,13 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")  # common checkpoint
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile key prefixes
 
 
-def create_backbone(name: str, **kwargs: Any) -> nn.Module:
+def create_backbone(name: str, pretrained_file: str | None = None, **kwargs: Any) -> nn.Module:
     """``timm.create_model`` with errors that name the config key and what to do.
 
     Args:
         name: timm model name, optionally with a pretrained tag (``arch.tag``).
+        pretrained_file: Local weights for ``pretrained=True`` instead of the Hugging Face hub
+            (path or ``pkg://package/path``; see ``birdsweep.model.pretrained``).
         **kwargs: Passed to ``timm.create_model``.
 
     Returns:
@@ -41,15 +44,26 @@ def create_backbone(name: str, **kwargs: Any) -> nn.Module:
             f"model.backbone: unknown timm model {name!r}; close matches: {close or 'none'} "
             "(see timm.list_models())"
         )
+    if kwargs.get("pretrained") and pretrained_file is not None:
+        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(pretrained_file, name)
+        try:
+            model = timm.create_model(name, **kwargs)
+        except RuntimeError as err:  # e.g. weights of another architecture
+            raise RuntimeError(
+                f"model.pretrained_file={pretrained_file}: does not fit {name!r} ({err})"
+            ) from err
+        model.pretrained_cfg.pop("state_dict", None)  # don't keep a second copy of the weights
+        return model
     try:
         return timm.create_model(name, **kwargs)
     except Exception as err:  # typically no network / no cached weights
         if not kwargs.get("pretrained"):
             raise
         raise RuntimeError(
-            f"model.backbone: could not load pretrained weights for {name!r} ({err}); put them in "
-            "the Hugging Face cache, or set model.checkpoint_path to a local state dict, or "
-            "model.pretrained=false"
+            f"model.backbone: could not load pretrained weights for {name!r} ({err}); set "
+            "model.pretrained_file to a local weights file (.pth/.bin/.safetensors), or put "
+            "timm's weights in the Hugging Face cache (HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE=1), "
+            "or set model.checkpoint_path to a local state dict, or model.pretrained=false"
         ) from err
 
 
@@ -92,7 +106,8 @@ def _fit_shapes(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) ->
         if k in own and v.shape != own[k].shape:
             w = own[k]
             if v.dim() == 4 and v.shape[0] == w.shape[0] and v.shape[2:] == w.shape[2:]:
-                v = adapt_input_conv(w.shape[1], v.float()).to(w.dtype)
+                # the stored stem's own channel count (timm's default assumes RGB)
+                v = adapt_input_conv(w.shape[1], v.float(), base_chans=v.shape[1]).to(w.dtype)
                 log.info("checkpoint: adapted %s to %d input channels", k, w.shape[1])
             else:
                 log.warning(
@@ -114,12 +129,17 @@ class SEDModel(nn.Module):
         backbone: timm model name (``model.backbone``), e.g. ``tf_efficientnetv2_s``.
         frontend: Module mapping [B, samples] -> [B, ch, n_mels, T], e.g. ``MelFrontend``.
         head: Name in ``birdsweep.model.heads.HEADS`` (``attention`` | ``cnn``).
-        pretrained: Load timm's pretrained weights (needs them in the local HF cache).
+        pretrained: Load timm's pretrained weights: from ``pretrained_file`` if set, else from
+            the Hugging Face hub / cache (offline: ``HF_HUB_OFFLINE=1`` and a filled cache).
+        pretrained_file: Local weights used when ``pretrained`` (``.pth``/``.bin``/
+            ``.safetensors`` path or ``pkg://package/path``), loaded by timm's own loader (stem
+            adapted to ``in_chans``, classifier dropped); ignored when ``pretrained`` is false.
         checkpoint_path: Local state dict to load after building: a full SEDModel state dict
             or a bare timm backbone one (strict=False; missing/unexpected keys are logged).
         in_chans: Backbone input channels; ``None`` = ``frontend.out_channels``.
         drop_rate: Dropout in the head (and timm's ``drop_rate``).
         drop_path_rate: Stochastic depth rate of the backbone.
+        backbone_kwargs: Extra arguments of the timm model (e.g. ``freeze`` of ``aisfx_cnn``).
         head_kwargs: Extra arguments of the head class (e.g. ``hidden``, ``pool_kernel``).
         readout: How a window's score logits (``"score"``, what validation, soundscape scoring
             and exported graphs use) come from the head: ``"clip"`` = the clip logits,
@@ -134,11 +154,13 @@ class SEDModel(nn.Module):
         frontend: nn.Module,
         head: str = "attention",
         pretrained: bool = False,
+        pretrained_file: str | None = None,
         checkpoint_path: str | None = None,
         in_chans: int | None = None,
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.1,
         head_kwargs: dict[str, Any] | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
         readout: str = "clip",
     ) -> None:
         super().__init__()
@@ -151,11 +173,13 @@ class SEDModel(nn.Module):
         self.backbone = create_backbone(
             backbone,
             pretrained=pretrained and checkpoint_path is None,
+            pretrained_file=pretrained_file,
             num_classes=0,
             global_pool="",
             in_chans=in_chans,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
+            **dict(backbone_kwargs or {}),
         )
         self.head = create_head(
             head,

@@ -52,8 +52,8 @@ from birdsweep.data.demo import (
     WINDOW_SECONDS,
     _add,
     _rms,
-    _window_labels,
     _write_ogg,
+    write_window_labels,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -662,17 +662,7 @@ def build_set(
         all_events.append(events)
 
     row_ids = [f"{s}_{e}" for s in stems for e in range(5, soundscape_seconds + 1, 5)]
-    truth = np.zeros((len(row_ids), len(classes)), dtype=int)
-    col = {c: j for j, c in enumerate(classes)}
-    r = 0
-    for events in all_events:
-        for window in _window_labels(events, soundscape_seconds):
-            for lab in window:
-                truth[r, col[lab]] = 1
-            r += 1
-    gt = pd.DataFrame(truth, columns=classes)
-    gt.insert(0, "row_id", row_ids)
-    gt.to_csv(out / "test_soundscapes_labels.csv", index=False)
+    truth = write_window_labels(out, row_ids, classes, all_events, soundscape_seconds)
     sub = pd.DataFrame(1.0 / len(classes), index=range(len(row_ids)), columns=classes)
     sub.insert(0, "row_id", row_ids)
     sub.to_csv(out / "sample_submission.csv", index=False)
@@ -705,7 +695,7 @@ def build_set(
         "test_soundscapes": n_test,
         "windows": len(row_ids),
         "windows_with_positives": int((truth.sum(1) > 0).sum()),
-        "positives_per_class": {c: int(truth[:, col[c]].sum()) for c in classes},
+        "positives_per_class": {c: int(truth[:, j].sum()) for j, c in enumerate(classes)},
         "distractor_calls": sum(1 for p in plan if not p[1]),
         "ambient_files": (len(amb_train), len(amb_test)),
     }

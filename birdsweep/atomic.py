@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,3 +34,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def replace_folder(new: Path, out: Path, aside: Path) -> None:
+    """Put folder ``new`` at ``out`` with two renames: an existing ``out`` is moved to ``aside``
+    first and deleted only once ``new`` is in place (a crash in between leaves it at
+    ``aside``, from where a caller can restore it)."""
+    if out.exists():
+        os.replace(out, aside)
+        os.replace(new, out)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(new, out)

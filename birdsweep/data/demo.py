@@ -35,6 +35,8 @@ from scipy import fft as sfft
 from scipy.signal import fftconvolve
 from tqdm.auto import tqdm
 
+from birdsweep.atomic import atomic_write_text, replace_folder
+
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump when the output of a given seed changes; invalidates `.complete`
@@ -1033,6 +1035,29 @@ def _window_labels(
     return out
 
 
+def write_window_labels(
+    root: Path,
+    row_ids: list[str],
+    labels: list[str],
+    events: list[list[tuple[str, float, float]]],
+    seconds: int,
+) -> np.ndarray:
+    """Write ``test_soundscapes_labels.csv`` (``row_id`` + a 0/1 column per label) from the
+    call events of each test soundscape, in ``row_ids`` order; returns the ``[N, C]`` truth."""
+    truth = np.zeros((len(row_ids), len(labels)), dtype=int)
+    col = {lab: j for j, lab in enumerate(labels)}
+    row = 0
+    for soundscape in events:
+        for window in _window_labels(soundscape, seconds):
+            for lab in window:
+                truth[row, col[lab]] = 1
+            row += 1
+    gt = pd.DataFrame(truth, columns=labels)
+    gt.insert(0, "row_id", row_ids)
+    atomic_write_text(root / "test_soundscapes_labels.csv", gt.to_csv(index=False))
+    return truth
+
+
 def _write_ogg(path: Path, y: np.ndarray, sr: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), y.astype(np.float32), sr, format="OGG", subtype="VORBIS")
@@ -1224,12 +1249,7 @@ def generate_demo_dataset(
             return out
         if out.exists():
             _check_replaceable(out, overwrite)
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out, out.parent / f".{out.name}.old-{os.getpid()}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -1361,17 +1381,7 @@ def _generate(root: Path, p: dict, progress: bool) -> dict:
             bar.update(1)
     test_events = results[: len(test_stems)]
 
-    truth = np.zeros((len(row_ids), len(labels)), dtype=int)
-    col = {lab: j for j, lab in enumerate(labels)}
-    row = 0
-    for events in test_events:
-        for window in _window_labels(events, secs):
-            for lab in window:
-                truth[row, col[lab]] = 1
-            row += 1
-    gt = pd.DataFrame(truth, columns=labels)
-    gt.insert(0, "row_id", row_ids)
-    gt.to_csv(root / "test_soundscapes_labels.csv", index=False)
+    truth = write_window_labels(root, row_ids, labels, test_events, secs)
     present = int((truth.sum(0) > 0).sum())
     if present < 0.6 * len(labels):
         log.warning(

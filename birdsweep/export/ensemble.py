@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 import birdsweep
-from birdsweep.atomic import atomic_write_json
+from birdsweep.atomic import atomic_write_json, replace_folder
 from birdsweep.data.audio import AudioError, list_audio_files
 from birdsweep.export.graph import (
     INPUT_NAME,
@@ -390,13 +390,7 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``staging`` with two renames (the old folder is kept aside until
     the new one is in place, then deleted)."""
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
-    if out_dir.exists():
-        aside = out_dir.parent / f".{out_dir.name}{_OLD}{os.getpid()}"
-        os.rename(out_dir, aside)
-        os.rename(staging, out_dir)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.rename(staging, out_dir)
+    replace_folder(staging, out_dir, out_dir.parent / f".{out_dir.name}{_OLD}{os.getpid()}")
 
 
 def _umask() -> int:

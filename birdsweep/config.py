@@ -55,16 +55,15 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or (p.endswith(".*") and name.startswith(p[:-1])) for p in patterns)
 
 
-def _targets(node: Any, path: str) -> Iterator[tuple[str, dict]]:
-    """``(dotted key, dict)`` of every mapping in ``node`` that has a ``_target_``."""
+def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of ``node`` and of every value nested in it, parents first."""
+    yield path, node
     if isinstance(node, dict):
-        if "_target_" in node:
-            yield path, node
         for k, v in node.items():
-            yield from _targets(v, f"{path}.{k}" if path else str(k))
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            yield from _targets(v, f"{path}[{i}]")
+            yield from _walk(v, f"{path}[{i}]")
 
 
 def check_target(target: Any, patterns: Sequence[str], where: str) -> None:
@@ -98,8 +97,9 @@ def check_targets(cfg: Any, patterns: Sequence[str] = TRUSTED_TARGETS, where: st
         if isinstance(cfg, DictConfig | ListConfig)
         else cfg
     )
-    for path, node in _targets(container, where):
-        check_target(node["_target_"], patterns, path or "config")
+    for path, node in _walk(container, where):
+        if isinstance(node, dict) and "_target_" in node:
+            check_target(node["_target_"], patterns, path or "config")
 
 
 def build(cfg: Any, *args: Any, **kwargs: Any) -> Any:
@@ -136,30 +136,23 @@ def check_artefact_model(model_cfg: Any, source: str) -> dict:
     if not isinstance(model_cfg, dict):
         raise UntrustedConfigError(f"{source}: model config is not a mapping")
 
-    def visit(node: Any, path: str, place: str | None) -> None:
-        if isinstance(node, dict):
-            for k in node:
-                if not isinstance(k, str):
-                    raise UntrustedConfigError(f"{source}: {path} has a non-string key {k!r}")
-                if k.startswith("_") and k != "_target_":
-                    raise UntrustedConfigError(
-                        f"{source}: {path}.{k} is not allowed in an artefact"
-                    )
-            if "_target_" in node:
-                allowed = ARTEFACT_TARGETS.get(place or "", ())
-                if node["_target_"] not in allowed:
-                    raise UntrustedConfigError(
-                        f"{source}: {path}._target_={node['_target_']!r} is not a registered "
-                        f"birdsweep {place or 'model part'} (allowed here: {list(allowed)})"
-                    )
-            for k, v in node.items():
-                if k != "_target_":
-                    visit(v, f"{path}.{k}", k if k in ARTEFACT_TARGETS else None)
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                visit(v, f"{path}[{i}]", None)
-
-    visit(model_cfg, "model", "model")
+    for path, node in _walk(model_cfg, "model"):
+        if not isinstance(node, dict):
+            continue
+        for k in node:
+            if not isinstance(k, str):
+                raise UntrustedConfigError(f"{source}: {path} has a non-string key {k!r}")
+            if k.startswith("_") and k != "_target_":
+                raise UntrustedConfigError(f"{source}: {path}.{k} is not allowed in an artefact")
+        if "_target_" in node:
+            place = path.rsplit(".", 1)[-1]  # "model", "frontend", ... (a list item: none)
+            allowed = ARTEFACT_TARGETS.get(place, ())
+            if node["_target_"] not in allowed:
+                raise UntrustedConfigError(
+                    f"{source}: {path}._target_={node['_target_']!r} is not a registered "
+                    f"birdsweep {place if allowed else 'model part'} (allowed here: "
+                    f"{list(allowed)})"
+                )
     refuse_interpolations(model_cfg, source, "model")
     if "_target_" not in model_cfg:
         raise UntrustedConfigError(f"{source}: model config has no _target_")
@@ -180,14 +173,9 @@ def refuse_interpolations(node: Any, source: str, path: str = "config") -> None:
     """
     if isinstance(node, DictConfig | ListConfig):
         node = OmegaConf.to_container(node, resolve=False)
-    if isinstance(node, dict):
-        for k, v in node.items():
-            refuse_interpolations(v, source, f"{path}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            refuse_interpolations(v, source, f"{path}[{i}]")
-    elif isinstance(node, str) and "${" in node:
-        raise UntrustedConfigError(f"{source}: {path}={node!r} is an interpolation")
+    for key, value in _walk(node, path):
+        if isinstance(value, str) and "${" in value:
+            raise UntrustedConfigError(f"{source}: {key}={value!r} is an interpolation")
 
 
 def build_artefact_model(model_cfg: Any, source: str, **kwargs: Any) -> Any:

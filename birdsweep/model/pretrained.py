@@ -114,17 +114,19 @@ def convert_efficientnet_pytorch(
 def pretrained_overlay(ref: str | Path, model_name: str) -> dict[str, Any]:
     """timm ``pretrained_cfg_overlay`` that loads ``ref`` through timm's pretrained loader.
 
-    Files in timm naming go as ``file=``; EfficientNet-PyTorch files are converted and go as
-    ``state_dict=``. Either way timm then adapts the stem and drops the classifier.
+    ``.safetensors`` files go as ``file=``; others are read once (EfficientNet-PyTorch naming
+    converted) and go as ``state_dict=``. Either way timm then adapts the stem and drops the
+    classifier.
 
     Args:
         ref: ``model.pretrained_file`` (path or ``pkg://package/path``).
         model_name: The timm backbone the weights are for.
     """
     path = resolve_file(ref)
-    if path.suffix != ".safetensors":
-        state = timm.models.load_state_dict(str(path), use_ema=False)
-        if is_efficientnet_pytorch(state):
-            log.info("pretrained_file %s: EfficientNet-PyTorch naming, converted", path)
-            return {"state_dict": convert_efficientnet_pytorch(state, model_name)}
-    return {"file": str(path)}
+    if path.suffix == ".safetensors":  # timm reads it itself
+        return {"file": str(path)}
+    state = timm.models.load_state_dict(str(path), use_ema=False)  # read once, handed over
+    if is_efficientnet_pytorch(state):
+        log.info("pretrained_file %s: EfficientNet-PyTorch naming, converted", path)
+        state = convert_efficientnet_pytorch(state, model_name)
+    return {"state_dict": state}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,11 @@ def load_metadata(
         raise DataError(f"{root / 'taxonomy.csv'}: duplicate primary_label(s) {dup}")
     index = {lab: i for i, lab in enumerate(labels)}
 
+    if train.empty:
+        raise DataError(
+            f"{root / 'train.csv'}: has a header but no rows; list one training clip per row "
+            f"(columns {list(TRAIN_COLUMNS)})"
+        )
     train = train.copy()
     train["primary_label"] = train["primary_label"].astype(str)
     unknown = sorted(set(train["primary_label"]) - set(index))
@@ -140,8 +146,57 @@ def load_metadata(
         )
     train["label_idx"] = train["primary_label"].map(index).astype(int)
     train["secondary_idx"] = secondary
-    train["path"] = [str(root / audio_dir / f) for f in train["filename"]]
+    train["path"] = [str(p) for p in _audio_paths(root, audio_dir, train["filename"])]
+    train = _drop_duplicate_files(train, root / "train.csv")
     if "rating" not in train.columns:
         train["rating"] = 5.0
     train["rating"] = pd.to_numeric(train["rating"], errors="coerce").fillna(5.0)
     return Metadata(root=root, labels=labels, train=train)
+
+
+def _audio_paths(root: Path, audio_dir: str, filenames: pd.Series) -> list[Path]:
+    """Absolute clip paths; a ``filename`` that is absolute or leads out of ``audio_dir``
+    (``../``) is an error naming its row."""
+    base = (root / audio_dir).absolute()
+    paths = []
+    for row, name in enumerate(filenames):
+        text = "" if pd.isna(name) else str(name).strip()
+        path = Path(os.path.normpath(base / text))
+        if not text or Path(text).is_absolute() or not path.is_relative_to(base):
+            raise DataError(
+                f"{root / 'train.csv'} row {row + 2}: filename {text!r} is not a path inside "
+                f"{base}; give it relative to {audio_dir}/ (e.g. 'label/clip.ogg')"
+            )
+        paths.append(path)
+    return paths
+
+
+def _drop_duplicate_files(train: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """Keep one row per audio file: a file listed twice would sit in training and validation.
+
+    Repeats with the same labels are dropped with a warning naming them; repeats whose labels
+    differ are an error (which row is right cannot be told).
+    """
+    repeated = train["path"].duplicated(keep=False)
+    if not repeated.any():
+        return train
+    rows = train[repeated]
+    labels = rows.groupby("path").agg(
+        primary=("primary_label", "nunique"),
+        secondary=("secondary_idx", lambda s: len({tuple(sorted(x)) for x in s})),
+    )
+    conflicting = labels.index[(labels["primary"] > 1) | (labels["secondary"] > 1)]
+    if len(conflicting):
+        names = rows.loc[rows["path"].isin(conflicting), "filename"].unique().tolist()
+        raise DataError(
+            f"{csv}: {len(names)} file(s) listed more than once with different labels, e.g. "
+            f"{names[:5]}; keep one row per file"
+        )
+    names = rows["filename"].unique().tolist()
+    log.warning(
+        "%s: %d file(s) listed more than once; keeping the first row of each, e.g. %s",
+        csv,
+        len(names),
+        names[:5],
+    )
+    return train[~train["path"].duplicated(keep="first")].reset_index(drop=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from birdsweep.data.audio import list_audio_files
-from birdsweep.data.cache import AudioCache, build_audio_cache
+from birdsweep.data.cache import AudioCache, _stat, build_audio_cache
 from birdsweep.data.folds import assign_folds
 from birdsweep.data.metadata import DataError, Metadata, load_metadata
 
@@ -52,6 +53,20 @@ class PreparedData:
     noise_paths: list[str] = field(default_factory=list)
     noise_cache_dir: Path | None = None
     noise_max_seconds: float | None = None
+
+    def fingerprint(self) -> str:
+        """Hash of what training reads from the data: the label order, each clip's file,
+        labels, rating, fold, size and mtime, the noise files and the pseudo-labels. Folds are
+        reused only when it matches (relabelled, added, dropped or edited clips retrain)."""
+        clips = self.clips[["path", "label_idx", "secondary_idx", "rating", "fold"]]
+        parts: list[Any] = [self.meta.labels, self.sample_rate]
+        parts += [[*row, *_stat(row[0])] for row in clips.itertuples(index=False, name=None)]
+        parts += [[p, *_stat(p)] for p in self.noise_paths]
+        if self.pseudo is not None:
+            parts += [self.pseudo.row_ids, self.pseudo.targets.round(6).tolist()]
+            parts += [[p, *_stat(p)] for p in sorted({p for p, _ in self.pseudo.items})]
+        blob = json.dumps(parts, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:16]
 
     def noise_clips(self, workers: int = 2, progress: bool = True) -> list[np.ndarray]:
         """Decode (once, cached) the unlabelled soundscapes used as background noise."""

@@ -119,6 +119,13 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def run_key(cfg: DictConfig, data_fingerprint: str) -> str:
+    """The key of a job's checkpoint folder (and its ``config_hash`` tag): the config hash and
+    the data fingerprint (:meth:`PreparedData.fingerprint`), so folds are reused only for the
+    same config on the same data."""
+    return hashlib.sha1(f"{config_hash(cfg)}|{data_fingerprint}".encode()).hexdigest()[:16]
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch."""
     random.seed(seed)
@@ -179,8 +186,8 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
 def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFoldSummary:
     """Train every fold of ``cfg``, track it in MLflow and return the CV summary.
 
-    Finished folds of an identical config (same :func:`config_hash`) are reused and an
-    interrupted fold resumes from its last epoch when ``trainer.resume`` is true.
+    Finished folds of an identical config on unchanged data (same :func:`run_key`) are reused
+    and an interrupted fold resumes from its last epoch when ``trainer.resume`` is true.
 
     Args:
         cfg: the composed ``conf/train.yaml``.
@@ -203,7 +210,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     if dist.is_main:
         D.barrier()
     labels = data.meta.labels
-    chash = config_hash(cfg)
+    fingerprint = data.fingerprint()
+    chash = run_key(cfg, fingerprint)
     if cfg.get("init") and cfg.init.get("from_task"):  # a new earlier stage means new folds
         prev = stage_pointer(cfg, cfg.init.from_task)
         prev_dir = json.loads(prev.read_text())["checkpoint_dir"] if prev.is_file() else ""
@@ -219,7 +227,12 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     tracker = build(
         cfg.logger,
         **({} if dist.is_main else {"enabled": False}),
-        tags={"config_hash": chash, "task_name": cfg.task_name, **dict(cfg.get("tags") or {})},
+        tags={
+            "config_hash": chash,
+            "data_fingerprint": fingerprint,
+            "task_name": cfg.task_name,
+            **dict(cfg.get("tags") or {}),
+        },
     )
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)

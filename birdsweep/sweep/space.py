@@ -1,10 +1,10 @@
 """Search spaces written in Hydra's override grammar, sampled with Optuna's define-by-run API.
 
 ``interval(a, b)`` / ``tag(log, interval(a, b))`` / ``int(interval(a, b))`` / ``range(a, b)``
-/ ``choice(x, y)`` become Optuna distributions (the parser of ``hydra-optuna-sweeper`` 1.4 is
-reused); anything else is a fixed override passed to every trial. A conditional parameter is
-only sampled when another parameter has a given value (e.g. ``sampler.alpha`` when
-``sampler=balanced``), which Optuna's samplers handle natively.
+/ ``choice(x, y)`` become Optuna distributions (parsed by Hydra's own override parser, see
+:func:`_distribution`); anything else is a fixed override passed to every trial. A conditional
+parameter is only sampled when another parameter has a given value (e.g. ``sampler.alpha``
+when ``sampler=balanced``), which Optuna's samplers handle natively.
 """
 
 from __future__ import annotations
@@ -14,8 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from optuna.distributions import BaseDistribution
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import (
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 
 @dataclass(frozen=True)
@@ -28,14 +39,37 @@ class Conditional:
     distribution: BaseDistribution
 
 
+def _distribution(override: Override) -> BaseDistribution | str:
+    """An Optuna distribution for a sweep override, the value text for a fixed one.
+
+    ``interval(a, b)`` -> float (int when both ends are ints; ``tag(log, ...)`` = log scale);
+    an integer ``range(a, b[, step])`` -> int with Hydra's exclusive stop; ``choice(...)`` and
+    any other range (floats, shuffled) -> categorical over the values Hydra would sweep.
+    """
+    if not override.is_sweep_override():
+        return override.get_value_element_as_str()
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    if isinstance(value, RangeSweep) and not (value.shuffle or value.transformers):
+        values = value.range()
+        if isinstance(values, range) and len(values):
+            return IntDistribution(min(values), max(values), step=abs(values.step))
+    choices = list(override.sweep_iterator(transformer=Transformer.encode))
+    if not choices:
+        raise ValueError(f"{override.input_line}: the sweep has no values")
+    return CategoricalDistribution(choices)
+
+
 def _parse_one(line: str) -> tuple[str, BaseDistribution | str | None]:
     """``key=value`` -> (key, distribution | fixed value text | None for a delete)."""
-    dists, fixed, raw = create_params_from_overrides([line])
-    if raw:  # ~key deletions: passed through as written
+    (override,) = OverridesParser.create().parse_overrides([line])
+    if override.is_delete():  # ~key deletions: passed through as written
         return line, None
-    if dists:
-        return next(iter(dists.items()))
-    return next(iter(fixed.items()))
+    return override.get_key_element(), _distribution(override)
 
 
 class SearchSpace:

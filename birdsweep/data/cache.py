@@ -4,11 +4,14 @@ Layout of a cache folder::
 
     audio.f16     all clips back to back (float16, mono, at the cache's sample rate)
     index.csv     path, size, mtime_ns, offset, length, error (one row per file)
-    meta.json     sample_rate, max_seconds
+    meta.json     sample_rate, max_seconds, version
 
 A file whose size or modification time changed since it was cached is decoded again; an
-unchanged one is copied over from the previous cache. Files that cannot be decoded keep a row
-with ``length == 0`` and the reason in ``error``: one bad file never stops a run.
+unchanged one is copied over from the previous cache. Files that cannot be decoded, or that
+decode shorter than they declare (truncated), keep a row with ``length == 0`` and the reason in
+``error``: one bad file never stops a run. A cache of an older ``version`` (before truncated
+files were refused) is reused after a header check of its decoded files (no decoding): those
+that turn out truncated are decoded again, and so refused.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import pandas as pd
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from birdsweep.data.audio import AudioError, load_audio
+from birdsweep.atomic import atomic_write_text
+from birdsweep.data.audio import AudioError, check_complete, load_audio
 
 log = logging.getLogger(__name__)
 
 DTYPE = np.float16
+CACHE_VERSION = 2  # 2: truncated files are refused (1, unversioned, cached them short)
 
 
 def _stat(path: str) -> tuple[int, int]:
@@ -101,6 +106,19 @@ def _decode(args: tuple[str, int, float | None]) -> tuple[np.ndarray | None, str
     return wave.astype(DTYPE), ""
 
 
+def _cached_short(path: str, length: int, sample_rate: int, max_seconds: float | None) -> bool:
+    """Whether a clip an older cache decoded to ``length`` samples is a truncated file."""
+    if not length:
+        return False  # already a bad file
+    if max_seconds is not None and length >= int(max_seconds * sample_rate) - 1:
+        return False  # decoding stopped at max_seconds, not at the file's end
+    try:
+        check_complete(path, length / sample_rate)
+    except AudioError:
+        return True
+    return False
+
+
 def build_audio_cache(
     paths: Sequence[str],
     folder: str | Path,
@@ -140,13 +158,17 @@ def _build_locked(
     progress: bool,
 ) -> AudioCache:
     paths = list(dict.fromkeys(str(p) for p in paths))
-    meta = {"sample_rate": int(sample_rate), "max_seconds": max_seconds}
+    meta = {"sample_rate": int(sample_rate), "max_seconds": max_seconds, "version": CACHE_VERSION}
     old: AudioCache | None = None
+    recheck = False  # an older cache: its decoded files get the truncation check first
     if (folder / "meta.json").is_file() and (folder / "index.csv").is_file():
         try:
             candidate = AudioCache(folder)
-            if json.loads((folder / "meta.json").read_text()) == meta:
+            old_meta = json.loads((folder / "meta.json").read_text())
+            if old_meta == meta:
                 old = candidate
+            elif {**old_meta, "version": CACHE_VERSION} == meta and "version" not in old_meta:
+                old, recheck = candidate, True
         except Exception as exc:  # a broken cache is rebuilt, never trusted
             log.warning("%s: unreadable cache (%s); rebuilding", folder, exc)
 
@@ -158,9 +180,14 @@ def _build_locked(
             if row is None:
                 continue
             r = old.index.iloc[row]
-            if (int(r["size"]), int(r["mtime_ns"])) == stats[p]:
-                reuse[p] = row
+            if (int(r["size"]), int(r["mtime_ns"])) != stats[p]:
+                continue
+            if recheck and _cached_short(p, int(r["length"]), sample_rate, max_seconds):
+                continue  # decoded again below: refused as truncated
+            reuse[p] = row
         if len(reuse) == len(paths) and len(old.index) == len(paths):
+            if recheck:  # nothing truncated: the old cache holds, under the new version
+                atomic_write_text(folder / "meta.json", json.dumps(meta))
             return old
 
     todo = [p for p in paths if p not in reuse]

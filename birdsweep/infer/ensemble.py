@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from birdsweep.data.audio import AudioError, list_audio_files
+from birdsweep.data.audio import AudioError, TruncatedAudioError, list_audio_files
 from birdsweep.export.manifest import check_session, read_manifest
 from birdsweep.infer.combine import COMBINE_METHODS, combine
 from birdsweep.infer.context import FileMaxContext
@@ -41,7 +41,8 @@ class FileFailure:
     Attributes:
         file: the path.
         error: why.
-        windows_decoded: windows scored before the failure.
+        windows_decoded: windows scored before the failure (for a truncated file: those its
+            decodable part gives).
         windows_filled: windows added with score 0 so every expected row exists.
     """
 
@@ -114,6 +115,8 @@ class _Failed:
     file_index: int
     windows_decoded: int
     error: str
+    truncated: bool = False
+    declared_seconds: float | None = None  # of a truncated file (None: unknown)
 
 
 _DONE = object()
@@ -283,6 +286,8 @@ class Ensemble:
                         return
                     done += len(chunk.windows)
                     yield chunk
+            except TruncatedAudioError as exc:
+                yield _Failed(i, done, str(exc), True, exc.declared_seconds)
             except AudioError as exc:
                 yield _Failed(i, done, str(exc))
             except Exception as exc:  # any decoder crash must not sink the whole job
@@ -334,7 +339,9 @@ class Ensemble:
         Windows of consecutive files share onnxruntime batches; decoding runs in a background
         thread (``prefetch``) while the models compute. A file that cannot be decoded is
         logged and its rows filled with 0 (as many as its header duration gives, else
-        ``fail_windows``), so a submission keeps every row.
+        ``fail_windows``), so a submission keeps every row. A truncated file (decodes shorter
+        than its header declares) is scored as far as it decodes and the rest of its rows are
+        filled the same way (up to ``fail_windows`` when its length is unknown: a cut Ogg).
 
         Args:
             paths: audio files, or one folder / file (searched recursively for audio).
@@ -376,6 +383,9 @@ class Ensemble:
             for item in self._items(paths):
                 if isinstance(item, _Failed):
                     want = expected[item.file_index]
+                    if item.truncated:  # the header of a cut file may count only what is left
+                        d = item.declared_seconds
+                        want = None if d is None else self.reader.n_windows_for(d)
                     n = max(
                         0, (want if want is not None else self.fail_windows) - item.windows_decoded
                     )
@@ -384,7 +394,14 @@ class Ensemble:
                             str(paths[item.file_index]), item.error, item.windows_decoded, n
                         )
                     )
-                    log.warning("%s (%d window(s) filled with 0)", item.error, n)
+                    unknown = f", up to fail_windows={self.fail_windows}" if want is None else ""
+                    log.warning(
+                        "%s (%d window(s) decoded, %d filled with 0%s)",
+                        item.error,
+                        item.windows_decoded,
+                        n,
+                        unknown,
+                    )
                     probs.append(np.zeros((n, m, c), dtype=np.float32))
                     f_idx.append(np.full(n, item.file_index, dtype=np.int64))
                     w_idx.append(np.arange(item.windows_decoded, item.windows_decoded + n))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from birdsweep.data.audio import AudioError, resample
+from birdsweep.data.audio import AudioError, check_complete, resample
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class WindowReader:
 
         Raises:
             AudioError: the file cannot be opened or decoding fails part-way (chunks yielded
-                before the failure stay valid).
+                before the failure stay valid); :class:`~birdsweep.data.audio.TruncatedAudioError`
+                after the last chunk when the file decodes shorter than it declares.
         """
         path = Path(path)
         try:
@@ -108,9 +109,11 @@ class WindowReader:
         except Exception as exc:
             raise AudioError(f"{path}: cannot decode ({exc})") from exc
         with f:
-            yield from self._iter(f, path, file_index)
+            decoded = yield from self._iter(f, path, file_index)
+            check_complete(path, decoded / f.samplerate, f)
 
-    def _iter(self, f: sf.SoundFile, path: Path, file_index: int) -> Iterator[Chunk]:
+    def _iter(self, f: sf.SoundFile, path: Path, file_index: int) -> Generator[Chunk, None, int]:
+        """The chunks of an open file; returns the number of input samples decoded."""
         sr_in = int(f.samplerate)
         win_in = self.window_seconds * sr_in  # input samples per window (may be fractional)
         g = gcd(sr_in, self.sample_rate)
@@ -148,7 +151,7 @@ class WindowReader:
             if eof and b >= end:
                 k = min(k, self.n_windows_for(end / sr_in) - w)  # the file's remaining windows
                 if k <= 0:
-                    return
+                    return end
             lo = max(0, a - margin)
             seg = buf[lo - buf_start : min(b + margin, end) - buf_start]
             out = resample(seg, sr_in, self.sample_rate) if sr_in != self.sample_rate else seg
@@ -170,4 +173,4 @@ class WindowReader:
                 buf = buf[keep_from - buf_start :]
                 buf_start = keep_from
             if eof and int(round(w * win_in)) >= end:
-                return
+                return end

@@ -10,6 +10,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from birdsweep.atomic import WriteError
+
 
 def _demo_data(args: argparse.Namespace) -> int:
     from birdsweep.data.demo import generate_demo_dataset
@@ -342,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, WriteError) as exc:
         logging.getLogger("birdsweep").error("%s", exc)
         return 2
 

@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 import birdsweep
-from birdsweep.atomic import atomic_write_json, replace_folder
+from birdsweep.atomic import atomic_write_json, replace_folder, temp_dir_next_to
 from birdsweep.data.audio import AudioError, list_audio_files
 from birdsweep.export.graph import (
     INPUT_NAME,
@@ -238,20 +237,22 @@ def export_ensemble(
             run_name="ensemble",
             tags={"ensemble": "true", "source_runs": ",".join(src_runs)[:5000]},
         )
-        tracker.start(
-            params={
-                "n_models": len(sources),
-                "combine": combine,
-                "opset": opset,
-                "dynamo": dynamo,
-                "stft": stft,
-                "shared_frontend": shared_frontend,
-                **{f"selection.{k}": v for k, v in (selection or {}).items()},
-            }
-        )
-    status = "FAILED"
+        tracker.close_stale({"ensemble": "true"})  # runs of exports that were killed
+    status = "FAILED"  # the run ends FAILED on any error, KILLED on Ctrl-C
     final_dir, out_dir = out_dir, _staging_dir(out_dir)  # everything is written to a staging
     try:  # folder and swapped in whole after the parity check: a failure leaves the old one
+        if tracker is not None:
+            tracker.start(
+                params={
+                    "n_models": len(sources),
+                    "combine": combine,
+                    "opset": opset,
+                    "dynamo": dynamo,
+                    "stft": stft,
+                    "shared_frontend": shared_frontend,
+                    **{f"selection.{k}": v for k, v in (selection or {}).items()},
+                }
+            )
         rng = np.random.default_rng(seed)
         rand = (rng.standard_normal((parity_random_windows, win)) * 0.1).astype(np.float32)
         real = _real_windows(_parity_files(cfgs[0], parity_audio), reader, parity_real_windows)
@@ -369,6 +370,9 @@ def export_ensemble(
             out_dir,
         )
         return ExportResult(out_dir, manifest, tracker.parent_id if tracker else None)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         if out_dir != final_dir:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -380,23 +384,14 @@ _STAGING, _OLD = ".export-", ".replaced-"  # <parent>/.<name>.export-<pid>-<rand
 
 
 def _staging_dir(out_dir: Path) -> Path:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(
-        tempfile.mkdtemp(prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-", dir=out_dir.parent)
-    )
+    """A new staging folder next to ``out_dir`` with the mode ``mkdir`` would give it."""
+    return temp_dir_next_to(out_dir, prefix=f".{out_dir.name}{_STAGING}{os.getpid()}-")
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``staging`` with two renames (the old folder is kept aside until
     the new one is in place, then deleted)."""
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700
     replace_folder(staging, out_dir, out_dir.parent / f".{out_dir.name}{_OLD}{os.getpid()}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _pid_alive(pid: int) -> bool:

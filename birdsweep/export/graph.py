@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from birdsweep.atomic import temp_file_next_to
 from birdsweep.config import build_artefact_model, refuse_interpolations
 from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
 from birdsweep.model.sed import window_score
@@ -153,7 +153,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     example = (torch.randn(2, window_samples) * 0.1,)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
+    fd, tmp = temp_file_next_to(path, suffix=".onnx")  # the mode open() would give
     os.close(fd)
     noisy = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript", "torch.onnx")]
     levels = [lg.level for lg in noisy]
@@ -177,7 +177,7 @@ def export_onnx(
             torch.onnx.export(
                 module,
                 example,
-                tmp,
+                str(tmp),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamo=dynamo,

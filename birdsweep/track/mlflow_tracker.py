@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +31,52 @@ def sqlite_uri(path: str | Path) -> str:
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+# who owns a RUNNING run: a later job closes it only when this process is gone
+PID_TAG, HOST_TAG, STARTED_TAG = "birdsweep.pid", "birdsweep.host", "birdsweep.pid_started"
+
+
+def _process_started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc; None elsewhere): with the
+    pid it tells a live owner from a new process that reuses a dead owner's pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5)
+    except (OSError, IndexError):
+        return None
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process (pid, host and start time) for the runs it opens."""
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    started = _process_started(os.getpid())
+    if started is not None:
+        tags[STARTED_TAG] = started
+    return tags
+
+
+def owner_alive(tags: Mapping[str, str]) -> bool | None:
+    """Whether the process that opened a run (its :func:`owner_tags`) still runs.
+
+    Returns:
+        True / False; None when it cannot be told: no owner tags (a run of an older
+        birdsweep) or another host.
+    """
+    pid = tags.get(PID_TAG, "")
+    if not pid.isdigit() or tags.get(HOST_TAG) is None:
+        return None
+    if tags[HOST_TAG] != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    started = tags.get(STARTED_TAG)
+    now = _process_started(int(pid))
+    return started is None or now is None or started == now
 
 
 def _as_uri(location: str | None) -> str | None:
@@ -96,7 +143,8 @@ class MLflowTracker:
         """Open the parent run, log flattened params and the resolved config."""
         if not self.enabled:
             return
-        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
+        tags = {**self.tags, **owner_tags()}
+        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.parent_id = run.info.run_id
         self._active.append(self.parent_id)
         if params:
@@ -110,23 +158,54 @@ class MLflowTracker:
             self.tracking_uri,
         )
 
-    def close_stale(self, tags: Mapping[str, Any]) -> int:
-        """Mark RUNNING parent runs with these tags KILLED (left behind by a killed job).
+    def close_stale(self, tags: Mapping[str, Any], status: str = "KILLED") -> int:
+        """Close the RUNNING runs with these tags that a killed job left behind.
 
-        Call before :meth:`start` of a job that resumes the same config; returns how many.
+        A run is closed (``status``, children too) only when its owning process is gone: the
+        pid and start time in its owner tags (see :func:`owner_tags`) name no live process of
+        this host. A run of a live process (the same command started twice) is left RUNNING,
+        and so is one opened on another host, which cannot be checked from here. Runs without
+        owner tags (older birdsweep) are closed. Call before :meth:`start`; returns how many
+        parent runs were closed.
         """
         if not self.enabled:
             return 0
-        filt = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        filt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"attributes.status = 'RUNNING' and {filt}"
+            [self.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and {filt}",
+            max_results=50000,
         )
-        stale = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        closed = 0
         for r in runs:  # children too: nothing of a killed job stays RUNNING
-            self.client.set_terminated(r.info.run_id, status="KILLED")
-        if stale:
-            log.warning("marked %d interrupted run(s) of this config KILLED", len(stale))
-        return len(stale)
+            alive = owner_alive(r.data.tags)
+            is_parent = "mlflow.parentRunId" not in r.data.tags
+            if alive is None and HOST_TAG in r.data.tags:
+                if is_parent:
+                    log.info(
+                        "run %s is RUNNING on host %s; left as it is (cannot check it from here)",
+                        r.info.run_id,
+                        r.data.tags[HOST_TAG],
+                    )
+                continue
+            if alive:
+                if is_parent:
+                    log.warning(
+                        "run %s of process %s is still running; left RUNNING",
+                        r.info.run_id,
+                        r.data.tags[PID_TAG],
+                    )
+                continue
+            self.client.set_terminated(r.info.run_id, status=status)
+            if is_parent:
+                closed += 1
+                log.warning(
+                    "marked run %s %s: its process %s is gone (killed or crashed)",
+                    r.info.run_id,
+                    status,
+                    r.data.tags.get(PID_TAG, "(not recorded)"),
+                )
+        return closed
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values truncated to MLflow's 6000-character limit)."""
@@ -196,7 +275,7 @@ class MLflowTracker:
             return
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        t = {MLFLOW_PARENT_RUN_ID: self.parent_id, **self.tags}
+        t = {MLFLOW_PARENT_RUN_ID: self.parent_id, **self.tags, **owner_tags()}
         t.update({str(k): str(v) for k, v in (tags or {}).items()})
         run = self.client.create_run(self.experiment_id, run_name=name, tags=t)
         self._active.append(run.info.run_id)

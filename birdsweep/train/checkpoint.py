@@ -12,7 +12,13 @@ from birdsweep.atomic import atomic_write_bytes
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Save a checkpoint dict atomically with ``torch.save``."""
+    """Save a checkpoint dict atomically with ``torch.save``.
+
+    Raises:
+        WriteError: the write failed, in one line naming ``path`` and the free space (a full
+            disk, which torch itself reports as ``enforce fail at inline_container.cc ... file
+            write failed`` or an ``OSError``); the previous checkpoint at ``path`` is kept.
+    """
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 

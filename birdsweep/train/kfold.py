@@ -235,10 +235,10 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         },
     )
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
-    tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
     tta = _test_time_shifts(cfg)
-    tta.validate(float(cfg.data.window_seconds))  # before any fold trains
+    tta.validate(float(cfg.data.window_seconds))  # before any fold trains (or run starts)
+    tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     noise = functools.cache(
         lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
     )  # decoded once, on the first fold that needs it

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from birdsweep.train.task import train_task
+from birdsweep.cli import train_task
 
 
 @hydra.main(config_path="conf", config_name="train")

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from birdsweep.data.audio import AudioError, audio_duration, list_audio_files, load_audio  # noqa: E402
 from birdsweep.data.metadata import load_metadata  # noqa: E402
-from birdsweep.evaluate.metric import score_submission  # noqa: E402
-from birdsweep.infer.output import submission_table  # noqa: E402
+from birdsweep.scoring.metric import score_submission  # noqa: E402
+from birdsweep.scoring.submission import submission_table  # noqa: E402
 
 log = logging.getLogger("bench.birdnet")
 

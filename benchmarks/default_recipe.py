@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks._common import REPO, timed_kfold  # noqa: E402
-from birdsweep.evaluate.metric import paired_bootstrap_gap, per_class_auc  # noqa: E402
+from birdsweep.scoring.metric import paired_bootstrap_gap, per_class_auc  # noqa: E402
 
 # the recipe before issue 8 (BCE, lr 1e-3, 12 plain epochs, instance-normalised log-mel, clip
 # read-out, best epoch by validation AUC, raw training noise at -5..20 dB, no recording context or
@@ -66,8 +66,8 @@ def _birdnet(root: Path, power: float) -> tuple[float, float, float, pd.DataFram
     """BirdNET baseline: (AUC with the same recording context as ours, AUC as the issue
     defines it, minutes, its submission indexed by row_id)."""
     from benchmarks.birdnet_baseline import BaselineConfig, run_baseline
-    from birdsweep.evaluate.metric import score_submission
-    from birdsweep.infer.context import FileMaxContext
+    from birdsweep.scoring.context import FileMaxContext
+    from birdsweep.scoring.metric import score_submission
 
     res = run_baseline(root, BaselineConfig())
     sub = res["submission"].set_index("row_id")

@@ -39,10 +39,10 @@ from benchmarks._common import compose_run_config, timed_kfold  # noqa: E402
 from birdsweep.config import build  # noqa: E402
 from birdsweep.data.dataset import Windows  # noqa: E402
 from birdsweep.data.prepare import prepare_data  # noqa: E402
-from birdsweep.evaluate.metric import macro_auc  # noqa: E402
 from birdsweep.export.ensemble import export_ensemble  # noqa: E402
 from birdsweep.export.select import select_checkpoints  # noqa: E402
 from birdsweep.infer.ensemble import Ensemble  # noqa: E402
+from birdsweep.scoring.metric import macro_auc  # noqa: E402
 from birdsweep.train.kfold import load_fold_model  # noqa: E402
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict  # noqa: E402
 

@@ -38,15 +38,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from birdsweep.data.audio import list_audio_files, load_audio  # noqa: E402
-from birdsweep.evaluate.metric import score_submission  # noqa: E402
+from birdsweep.data.windows import WINDOW_SECONDS, window_samples  # noqa: E402
 from birdsweep.export.ensemble import export_ensemble  # noqa: E402
 from birdsweep.export.graph import load_model  # noqa: E402
-from birdsweep.export.manifest import MANIFEST  # noqa: E402
 from birdsweep.export.select import select_checkpoints  # noqa: E402
-from birdsweep.infer.combine import combine  # noqa: E402
 from birdsweep.infer.ensemble import Ensemble  # noqa: E402
-from birdsweep.infer.output import submission_table, write_table  # noqa: E402
+from birdsweep.infer.output import write_table  # noqa: E402
 from birdsweep.model.sed import window_score  # noqa: E402
+from birdsweep.scoring.combine import combine  # noqa: E402
+from birdsweep.scoring.manifest import MANIFEST  # noqa: E402
+from birdsweep.scoring.metric import score_submission  # noqa: E402
+from birdsweep.scoring.submission import INDEX_NAMES, submission_table  # noqa: E402
 from birdsweep.train.checkpoint import save_checkpoint  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -132,7 +134,8 @@ def eager_run(
     models = [load_model(c)[0] for c in checkpoints]
     ck_labels = torch.load(checkpoints[0], weights_only=True)["labels"]
     sr = models[0].frontend.sample_rate
-    win = int(5.0 * sr)
+    secs = WINDOW_SECONDS
+    win = window_samples(secs, sr)
     with torch.inference_mode():  # warm-up (allocator, oneDNN primitives), not timed
         for m in models:
             m(torch.zeros(min(batch_size, 2), win))
@@ -149,11 +152,11 @@ def eager_run(
                     torch.stack([torch.sigmoid(window_score(m(x))) for m in models], 1).numpy()
                 )
                 index += [
-                    (str(f), 5.0 * w, 5.0 * w + 5.0) for w in range(i, min(n, i + batch_size))
+                    (str(f), secs * w, secs * (w + 1)) for w in range(i, min(n, i + batch_size))
                 ]
     scores = pd.DataFrame(
         combine(np.concatenate(probs), "rank"),
-        index=pd.MultiIndex.from_tuples(index, names=["file", "start_time", "end_time"]),
+        index=pd.MultiIndex.from_tuples(index, names=list(INDEX_NAMES)),
         columns=ck_labels,
     )
     write_table(submission_table(scores), out)

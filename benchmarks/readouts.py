@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from birdsweep.data.dataset import Windows  # noqa: E402
 from birdsweep.data.prepare import prepare_data  # noqa: E402
-from birdsweep.evaluate.metric import macro_auc  # noqa: E402
 from birdsweep.model.sed import READOUTS, window_logits  # noqa: E402
+from birdsweep.scoring.metric import macro_auc  # noqa: E402
 from birdsweep.train.checkpoint import load_checkpoint  # noqa: E402
 from birdsweep.train.kfold import load_fold_model  # noqa: E402
 

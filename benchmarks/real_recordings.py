@@ -55,6 +55,7 @@ from birdsweep.data.demo import (
     _write_ogg,
     write_window_labels,
 )
+from birdsweep.data.windows import row_id
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / ".cache" / "real_sources"
@@ -661,7 +662,8 @@ def build_set(
         _write_ogg(out / "test_soundscapes" / f"{stem}.ogg", _level(y), sr)
         all_events.append(events)
 
-    row_ids = [f"{s}_{e}" for s in stems for e in range(5, soundscape_seconds + 1, 5)]
+    ends = range(WINDOW_SECONDS, soundscape_seconds + 1, WINDOW_SECONDS)
+    row_ids = [row_id(s, e) for s in stems for e in ends]
     truth = write_window_labels(out, row_ids, classes, all_events, soundscape_seconds)
     sub = pd.DataFrame(1.0 / len(classes), index=range(len(row_ids)), columns=classes)
     sub.insert(0, "row_id", row_ids)

@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from benchmarks._common import REPO, compose_run_config, soundscape_fold_mean, timed_kfold
 from birdsweep.data.audio import list_audio_files
-from birdsweep.data.prepare import ROW_ID, ensure_dataset
+from birdsweep.data.prepare import ensure_dataset
+from birdsweep.data.windows import parse_row_id
 from birdsweep.export.ensemble import export_ensemble
 from birdsweep.export.select import select_checkpoints
 from birdsweep.infer.output import write_table
@@ -53,7 +54,7 @@ def _check_no_test_leak(data_cfg, unlabelled: Path) -> None:
     labels_csv = Path(str(data_cfg.soundscape_labels))
     if not labels_csv.is_file():
         return
-    scored = {m["stem"] for r in pd.read_csv(labels_csv)["row_id"] if (m := ROW_ID.match(str(r)))}
+    scored = {m[0] for r in pd.read_csv(labels_csv)["row_id"] if (m := parse_row_id(str(r)))}
     both = scored & {p.stem for p in list_audio_files(unlabelled)}
     if both:
         raise SystemExit(

@@ -23,11 +23,16 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from birdsweep.data.prepare import prepare_data  # noqa: E402
-from birdsweep.evaluate.metric import macro_auc  # noqa: E402
-from birdsweep.infer.context import FileMaxContext  # noqa: E402
-from birdsweep.infer.shifts import TestTimeShifts  # noqa: E402
+from birdsweep.scoring.context import FileMaxContext  # noqa: E402
+from birdsweep.scoring.metric import macro_auc  # noqa: E402
+from birdsweep.scoring.shifts import TestTimeShifts  # noqa: E402
 from birdsweep.train.checkpoint import load_checkpoint  # noqa: E402
-from birdsweep.train.kfold import load_fold_model, score_soundscapes  # noqa: E402
+from birdsweep.train.kfold import load_fold_model  # noqa: E402
+from birdsweep.train.soundscapes import (  # noqa: E402
+    score_soundscapes,
+    soundscape_files,
+    soundscape_scores,
+)
 
 SHIFT_SETS = {
     "none": [0.0],
@@ -68,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             sc = data_cache[key].soundscapes
             if sc is None or not len(sc.items):
                 raise SystemExit(f"{ckpt}: its data set {key} has no labelled soundscapes")
-            sr = data_cache[key].sample_rate
-            model = load_fold_model(cfg, ckpt, len(data_cache[key].meta.labels))
-            win = int(round(float(cfg.data.window_seconds) * sr))
+            sr, labels = data_cache[key].sample_rate, data_cache[key].meta.labels
+            model = load_fold_model(cfg, ckpt, len(labels))
+            secs = float(cfg.data.window_seconds)
             for name, shifts in SHIFT_SETS.items():
-                p = score_soundscapes(model, sc, win, sr, TestTimeShifts(shifts))
-                ens[name].append((p, FileMaxContext(args.power)(p, sc.files)))
+                tta = TestTimeShifts(shifts)
+                p = [score_soundscapes(model, soundscape_files(sc), labels, sr, secs, tta)]
+                alone = soundscape_scores(p, sc, FileMaxContext(0.0)).scores
+                ens[name].append(
+                    (alone, soundscape_scores(p, sc, FileMaxContext(args.power)).scores)
+                )
             table.add_row(f"{d.name}/{ckpt.parent.name}", *_cells(sc.targets, ens, -1))
         if len(ens["none"]) > 1:  # the fold ensemble, as `python run.py` scores it
             table.add_row(f"{d.name}/ensemble", *_cells(sc.targets, ens, None))

@@ -25,6 +25,18 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+__all__ = [
+    "ARTEFACT_TARGETS",
+    "TRUSTED_TARGETS",
+    "UntrustedConfigError",
+    "build",
+    "build_artefact_model",
+    "check_artefact_model",
+    "check_target",
+    "check_targets",
+    "refuse_interpolations",
+]
+
 # what a config group's ``_target_`` may name: a trailing ``.*`` admits a package, else exact
 TRUSTED_TARGETS = (
     "birdsweep.augment.*",
@@ -33,12 +45,19 @@ TRUSTED_TARGETS = (
     "birdsweep.train.losses.*",
     "birdsweep.train.samplers.*",
     "birdsweep.train.schedule.*",
-    "birdsweep.infer.context.*",
-    "birdsweep.infer.shifts.*",
+    "birdsweep.scoring.context.*",
+    "birdsweep.scoring.shifts.*",
     "birdsweep.track.mlflow_tracker.*",
     "torch.optim.*",
     "audiomentations.*",
 )
+
+# config-group targets that moved: a conf file of your own may still name the old place (no
+# stored artefact rebuilds these; export reads only their values), so refusals name the new one
+MOVED_TARGETS = {
+    "birdsweep.infer.context.": "birdsweep.scoring.context.",
+    "birdsweep.infer.shifts.": "birdsweep.scoring.shifts.",
+}
 
 # what a stored artefact may rebuild: config key -> registered targets at that place
 ARTEFACT_TARGETS = {
@@ -75,8 +94,14 @@ def check_target(target: Any, patterns: Sequence[str], where: str) -> None:
     from hydra._internal.utils import _locate
 
     if not isinstance(target, str) or not _matches(target, patterns):
+        moved = [
+            f"; it moved to {new + target[len(old) :]!r}"
+            for old, new in MOVED_TARGETS.items()
+            if isinstance(target, str) and target.startswith(old)
+        ]
         raise UntrustedConfigError(
             f"{where}._target_={target!r} is not allowed here (allowed: {', '.join(patterns)})"
+            + "".join(moved)
         )
     try:
         obj = _locate(target)

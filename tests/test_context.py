@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from birdsweep.evaluate.metric import macro_auc
-from birdsweep.infer.context import FileMaxContext
+from birdsweep.scoring.context import FileMaxContext
+from birdsweep.scoring.metric import macro_auc
 
 
 def test_scales_each_window_by_its_recordings_max_per_class():

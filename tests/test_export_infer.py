@@ -16,14 +16,14 @@ from omegaconf import OmegaConf
 from birdsweep.cli import main
 from birdsweep.config import build
 from birdsweep.data.audio import list_audio_files, load_audio
-from birdsweep.evaluate.metric import macro_auc, per_class_auc, score_submission
 from birdsweep.export.ensemble import export_ensemble
 from birdsweep.export.graph import load_model
 from birdsweep.export.select import select_checkpoints, select_from_mlflow
-from birdsweep.infer.combine import combine
-from birdsweep.infer.context import FileMaxContext
 from birdsweep.infer.ensemble import Ensemble, label_files
-from birdsweep.infer.stream import WindowReader
+from birdsweep.scoring.combine import combine
+from birdsweep.scoring.context import FileMaxContext
+from birdsweep.scoring.metric import macro_auc, per_class_auc, score_submission
+from birdsweep.scoring.stream import WindowReader
 from birdsweep.train.checkpoint import save_checkpoint
 from birdsweep.train.kfold import load_fold_model
 

@@ -13,7 +13,8 @@ import torch
 from omegaconf import open_dict
 
 from birdsweep.train.fold_pool import worker_threads
-from birdsweep.train.kfold import WORKER_SOUNDSCAPE_PROBS, fold_dir_of, run_kfold
+from birdsweep.train.kfold import fold_dir_of, run_kfold
+from birdsweep.train.soundscapes import SOUNDSCAPE_PROBS, SoundscapeProbs
 from tests.conftest import kill_when_ready, tiny_run_py
 from tests.test_train_e2e import _runs
 
@@ -43,12 +44,16 @@ def test_folds_side_by_side_match_folds_one_at_a_time(tiny_cfg):
         assert auc_two == pytest.approx(auc_one)
         assert len(two.folds[k].history) == 2  # the worker's epochs came back
     assert two.soundscape_macro_auc == pytest.approx(one.soundscape_macro_auc, abs=1e-6)
-    # the workers scored their folds' soundscapes; the parent used those scores
-    fold_probs = np.load(Path(two.checkpoint_dir) / "predictions.npz")["soundscape_fold_probs"]
-    for k in range(2):
-        scored = np.load(fold_dir_of(Path(two.checkpoint_dir), k) / WORKER_SOUNDSCAPE_PROBS)
-        np.testing.assert_array_equal(fold_probs[k], scored)
-        assert not (fold_dir_of(Path(one.checkpoint_dir), k) / WORKER_SOUNDSCAPE_PROBS).exists()
+    # the workers scored their folds' soundscapes (as the one-at-a-time folds did, the same
+    # function writing the same files); the parent used those scores
+    for run in (one, two):
+        pred = np.load(Path(run.checkpoint_dir) / "predictions.npz")
+        for k in range(2):
+            scored = SoundscapeProbs.load(
+                fold_dir_of(Path(run.checkpoint_dir), k) / SOUNDSCAPE_PROBS
+            )
+            pick = [list(scored.row_ids).index(r) for r in pred["soundscape_row_ids"]]
+            np.testing.assert_array_equal(pred["soundscape_fold_probs"][k], scored.probs[pick])
     parents, children = _runs(tiny_cfg.logger.tracking_uri)
     assert len(parents) == 2 and len(children) == 4
     again = run_kfold(tiny_cfg)  # finished folds of workers are reused like any others

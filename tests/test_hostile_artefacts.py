@@ -160,6 +160,13 @@ def test_training_config_whitelist_is_narrow(target, tmp_path):
     assert "torch.*" not in TRUSTED_TARGETS and "birdsweep.*" not in TRUSTED_TARGETS
 
 
+def test_a_moved_target_is_refused_naming_its_new_place():
+    cfg = OmegaConf.create({"_target_": "birdsweep.infer.context.FileMaxContext", "power": 1.0})
+    new = r"birdsweep\.scoring\.context\.FileMaxContext"
+    with pytest.raises(UntrustedConfigError, match=f"moved to '{new}'"):
+        build(cfg)
+
+
 def test_training_config_whitelist_refuses_nested_targets():
     cfg = OmegaConf.create(
         {"_target_": "birdsweep.augment.wave.Gain", "p": {"_target_": "torch.save", "obj": 1}}

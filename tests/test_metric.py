@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdsweep.evaluate.metric import (
+from birdsweep.scoring.metric import (
     _rank_macro_auc,
     macro_auc,
     paired_bootstrap_gap,

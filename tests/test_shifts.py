@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from birdsweep.infer.shifts import TestTimeShifts
+from birdsweep.scoring.shifts import TestTimeShifts
 
 SR, WIN = 10, 50  # 10 samples per second, 5 s windows
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from birdsweep.evaluate.metric import macro_auc
-from birdsweep.infer.combine import combine
+from birdsweep.scoring.combine import combine
+from birdsweep.scoring.metric import macro_auc
 from birdsweep.train.kfold import run_kfold
 from tests.conftest import TINY_DATA, TINY_MODEL, TINY_TRAINER
 

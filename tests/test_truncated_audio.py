@@ -31,7 +31,7 @@ from birdsweep.data.cache import build_audio_cache
 from birdsweep.data.prepare import ensure_dataset
 from birdsweep.export.ensemble import export_ensemble
 from birdsweep.export.select import select_checkpoints
-from birdsweep.infer.stream import WindowReader
+from birdsweep.scoring.stream import WindowReader
 from birdsweep.train.checkpoint import save_checkpoint
 from birdsweep.train.kfold import run_kfold
 

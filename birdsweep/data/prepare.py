@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from birdsweep.data.audio import list_audio_files
 from birdsweep.data.cache import AudioCache, _stat, build_audio_cache
 from birdsweep.data.folds import assign_folds
 from birdsweep.data.metadata import DataError, Metadata, load_metadata
+from birdsweep.data.windows import parse_row_id, row_start, window_samples
 
 log = logging.getLogger(__name__)
-
-ROW_ID = re.compile(r"^(?P<stem>.+)_(?P<end>\d+)$")
 
 
 @dataclass
@@ -116,15 +114,14 @@ def load_soundscape_labels(
     files = {p.stem: p for p in list_audio_files(audio_dir)} if audio_dir.is_dir() else {}
     paths, ends = [], []
     for rid in df["row_id"].astype(str):
-        m = ROW_ID.match(rid)
-        if not m:
+        parsed = parse_row_id(rid)
+        if parsed is None:
             raise DataError(f"{labels_csv}: row_id {rid!r} is not '<soundscape>_<end second>'")
-        if m["stem"] not in files:
-            raise DataError(
-                f"{labels_csv}: no audio file for soundscape {m['stem']!r} in {audio_dir}"
-            )
-        paths.append(files[m["stem"]])
-        ends.append(int(m["end"]))
+        stem, end = parsed
+        if stem not in files:
+            raise DataError(f"{labels_csv}: no audio file for soundscape {stem!r} in {audio_dir}")
+        paths.append(files[stem])
+        ends.append(end)
     y = np.zeros((len(df), len(labels)), dtype=np.float32)
     for j, lab in enumerate(labels):
         if lab in df.columns:
@@ -153,8 +150,8 @@ def load_soundscape_set(
         int(data_cfg.get("decode_workers", 2)),
         progress,
     )
-    win = int(round(float(data_cfg.window_seconds) * sr))
-    items = [(str(p), max(0, e * sr - win)) for p, e in zip(paths, ends, strict=True)]
+    win = window_samples(data_cfg.window_seconds, sr)
+    items = [(str(p), row_start(e, win, sr)) for p, e in zip(paths, ends, strict=True)]
     keep = [i for i, (p, _) in enumerate(items) if p in cache]
     if len(keep) < len(items):
         log.warning(

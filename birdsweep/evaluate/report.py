@@ -8,12 +8,9 @@ logs the folder back to the run as ``report/``.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import logging
-import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from birdsweep.data.windows import WINDOW_SECONDS
 from birdsweep.evaluate import plots
-from birdsweep.evaluate.metric import macro_auc
+from birdsweep.scoring.metric import macro_auc
+from birdsweep.track import store
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +57,6 @@ class RunArtifacts:
     targets: dict[str, np.ndarray] = field(default_factory=dict)  # source -> [N, C]
 
 
-@contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """Silence MLflow's per-file download bars (restored afterwards)."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    old = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
-
-
 def load_run(run_id: str, tracking_uri: str, dst: str | Path) -> RunArtifacts:
     """Download the artifacts of ``run_id`` into ``dst`` and parse them.
 
@@ -88,17 +72,8 @@ def load_run(run_id: str, tracking_uri: str, dst: str | Path) -> RunArtifacts:
         ValueError: no such run at ``tracking_uri``.
         FileNotFoundError: the run lacks ``predictions.npz`` / ``per_class_auc.csv``.
     """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as exc:
-        raise ValueError(
-            f"--run {run_id!r}: no such MLflow run at {tracking_uri} ({exc.message}); "
-            "check --tracking-uri and the id (mlflow ui lists runs)"
-        ) from exc
+    client = store.client(tracking_uri, must_exist=False)
+    run = store.get_run(client, run_id, tracking_uri)
     have = {a.path for a in client.list_artifacts(run_id)}
     need = ["predictions.npz", "per_class_auc.csv"]
     missing = [n for n in need if n not in have]
@@ -108,11 +83,8 @@ def load_run(run_id: str, tracking_uri: str, dst: str | Path) -> RunArtifacts:
             f"--run {run_id!r} (status {run.info.status}) has no artifact(s) {missing}{child}; "
             "a report needs the parent run of a finished `python run.py` job"
         )
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
     wanted = sorted(have & {"config.yaml", "folds.csv", *need})
-    with _no_progress_bar():
-        files = {n: Path(client.download_artifacts(run_id, n, str(dst))) for n in wanted}
+    files = store.download_artifacts(client, run_id, wanted, dst)
     per_class = pd.read_csv(files["per_class_auc.csv"], dtype={"label": str})
     with np.load(files["predictions.npz"], allow_pickle=False) as z:
         labels = [str(x) for x in z["labels"]]
@@ -443,9 +415,7 @@ def write_report(
         Path of ``report.html``.
     """
     if tracking_uri is None:
-        from birdsweep.export.select import default_tracking_uri
-
-        tracking_uri = default_tracking_uri()
+        tracking_uri = store.default_tracking_uri()
     with tempfile.TemporaryDirectory(prefix="birdsweep-report-") as tmp:
         art = load_run(run_id, tracking_uri, tmp)
     out = Path(out_dir)
@@ -591,7 +561,7 @@ def write_report(
 
     # the data set
     if data_dir is not None:
-        win = float((art.config.get("data") or {}).get("window_seconds", 5.0))
+        win = float((art.config.get("data") or {}).get("window_seconds", WINDOW_SECONDS))
         sec = _eda_section(data_dir, out, win, duration_sample, seed, dpi)
         written += [p for _, p in sec.images]
     else:
@@ -607,11 +577,9 @@ def write_report(
     )
     written.append(page)
     if log_to_mlflow:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        for p in written:
-            client.log_artifact(run_id, str(p), REPORT_ARTIFACT_DIR)
+        store.log_files(
+            store.client(tracking_uri, must_exist=False), run_id, written, REPORT_ARTIFACT_DIR
+        )
         log.info("report logged to run %s as %s/", run_id, REPORT_ARTIFACT_DIR)
     log.info("report written to %s (%d files)", page, len(written))
     return page

@@ -21,17 +21,18 @@ import birdsweep
 from birdsweep.atomic import atomic_write_json, replace_folder, temp_dir_next_to
 from birdsweep.data.audio import AudioError, list_audio_files
 from birdsweep.export.graph import (
-    INPUT_NAME,
-    OUTPUT_NAME,
     EnsembleGraph,
     export_onnx,
     frontend_signature,
     group_by_frontend,
     load_model,
     max_abs_diff,
-    onnx_session,
 )
-from birdsweep.export.manifest import (
+from birdsweep.export.select import FoldSource
+from birdsweep.features.frontend import EXPORT_STFT
+from birdsweep.scoring.combine import COMBINE_METHODS
+from birdsweep.scoring.context import FileMaxContext
+from birdsweep.scoring.manifest import (
     FORMAT,
     FORMAT_VERSION,
     LABELS_KEY,
@@ -39,14 +40,13 @@ from birdsweep.export.manifest import (
     MODELS_KEY,
     sha256_of,
 )
-from birdsweep.export.select import FoldSource
-from birdsweep.features.frontend import EXPORT_STFT
-from birdsweep.infer.combine import COMBINE_METHODS
-from birdsweep.infer.context import FileMaxContext
-from birdsweep.infer.shifts import TestTimeShifts
-from birdsweep.infer.stream import WindowReader
+from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.scoring.shifts import TestTimeShifts
+from birdsweep.scoring.stream import WindowReader
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ExportResult", "ParityError", "export_ensemble"]
 
 
 class ParityError(RuntimeError):
@@ -163,10 +163,10 @@ def export_ensemble(
             ``onnx`` (the ONNX ``STFT`` operator).
         combine: default combination recorded in the manifest (``rank`` | ``mean``).
         file_max_power: recording context of submission scores recorded in the manifest (see
-            :class:`birdsweep.infer.context.FileMaxContext`); None = the first model's
+            :class:`birdsweep.scoring.context.FileMaxContext`); None = the first model's
             training config ``postprocess.power`` (0 when it has none).
         shifts: test-time shifts (seconds) recorded in the manifest (see
-            :class:`birdsweep.infer.shifts.TestTimeShifts`); None = the first model's
+            :class:`birdsweep.scoring.shifts.TestTimeShifts`); None = the first model's
             training config ``tta.seconds`` (``[0.0]``, none, when it has none).
         parity_random_windows: random-noise windows in the parity check.
         parity_audio: audio files/folders for the real-window parity check (None = the

@@ -22,13 +22,11 @@ from torch import nn
 
 from birdsweep.atomic import temp_file_next_to
 from birdsweep.config import build_artefact_model, refuse_interpolations
-from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
 from birdsweep.model.sed import window_score
+from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME
 from birdsweep.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
-
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "onnx_session"]  # re-exported for export code
 
 
 def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:

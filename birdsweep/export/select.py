@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from birdsweep.track import store
 from birdsweep.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,6 @@ class FoldSource:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else the project's ``sqlite:///<root>/outputs/mlflow.db``.
-
-    ``<root>`` is ``$BIRDSWEEP_ROOT`` or the current folder, as in ``conf/paths/default.yaml``.
-    """
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    root = Path(os.environ.get("BIRDSWEEP_ROOT", ".")).absolute()
-    return f"sqlite:///{root / 'outputs' / 'mlflow.db'}"
 
 
 def _finite(x: Any) -> float:
@@ -130,31 +118,6 @@ def select_checkpoints(paths: Sequence[str | Path], top_k: int | None = None) ->
     return _dedupe_top_k(sources, top_k)
 
 
-def _client(tracking_uri: str):
-    from mlflow.tracking import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not db.is_file():
-            raise FileNotFoundError(
-                f"--tracking-uri {tracking_uri}: no MLflow database at {db}; train first "
-                "(python run.py) or pass the URI the training used"
-            )
-    return MlflowClient(tracking_uri)
-
-
-def _all_runs(client, experiment_ids: list[str], filter_string: str = "") -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            experiment_ids, filter_string=filter_string, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _fold_source(run, parent_score: float | None = None) -> FoldSource | None:
     tags, metrics = run.data.tags, run.data.metrics
     ckpt = tags.get("checkpoint")
@@ -207,7 +170,7 @@ def select_from_mlflow(
     """
     if (experiment is None) == (run_ids is None):
         raise ValueError("give exactly one of --experiment or --runs")
-    client = _client(tracking_uri)
+    client = store.client(tracking_uri)
     sources: list[FoldSource] = []
     if experiment is not None:
         exp = client.get_experiment_by_name(experiment)
@@ -215,7 +178,7 @@ def select_from_mlflow(
             raise ValueError(
                 f"--experiment {experiment!r}: no such MLflow experiment at {tracking_uri}"
             )
-        runs = _all_runs(client, [exp.experiment_id])
+        runs = store.all_runs(client, [exp.experiment_id])
         parents = {r.info.run_id: r for r in runs if PARENT_TAG not in r.data.tags}
         children = [r for r in runs if PARENT_TAG in r.data.tags]
         if metric:
@@ -249,7 +212,9 @@ def select_from_mlflow(
                     raise ValueError(f"--runs {rid}: fold run is unfinished or has no checkpoint")
                 sources.append(s)
                 continue
-            kids = _all_runs(client, [run.info.experiment_id], f"tags.`{PARENT_TAG}` = '{rid}'")
+            kids = store.all_runs(
+                client, [run.info.experiment_id], f"tags.`{PARENT_TAG}` = '{rid}'"
+            )
             ps = _finite(run.data.metrics.get(metric)) if metric else None
             sources.extend(s for r in kids if (s := _fold_source(r, ps)))
         where = f"runs {list(run_ids or [])}"

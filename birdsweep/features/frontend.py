@@ -25,6 +25,16 @@ from birdsweep.features.dft import FactoredDFTPower
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "BACKENDS",
+    "EXPORT_STFT",
+    "NORMALIZE",
+    "TWO_CHANNEL",
+    "MelFrontend",
+    "delta",
+    "mel_filterbank",
+]
+
 EXPORT_STFT = ("factored", "onnx")  # STFT formulations of an ONNX export
 
 BACKENDS = ("nnaudio", "torch")

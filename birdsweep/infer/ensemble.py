@@ -10,116 +10,27 @@ Example:
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from birdsweep.data.audio import AudioError, TruncatedAudioError, list_audio_files
-from birdsweep.export.manifest import check_session, read_manifest
-from birdsweep.infer.combine import COMBINE_METHODS, combine
-from birdsweep.infer.context import FileMaxContext
-from birdsweep.infer.session import INPUT_NAME, OUTPUT_NAME, onnx_session
-from birdsweep.infer.shifts import TestTimeShifts
-from birdsweep.infer.stream import Chunk, WindowReader
+from birdsweep.data.audio import list_audio_files
+from birdsweep.data.windows import MIN_LAST_WINDOW_SECONDS
+from birdsweep.scoring.combine import COMBINE_METHODS
+from birdsweep.scoring.context import FileMaxContext
+from birdsweep.scoring.files import FileFailure, InferenceResult, score_files
+from birdsweep.scoring.manifest import check_session, read_manifest
+from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.scoring.shifts import TestTimeShifts
+from birdsweep.scoring.stream import WindowReader
 
 log = logging.getLogger(__name__)
 
-INDEX_NAMES = ("file", "start_time", "end_time")
-
-
-@dataclass
-class FileFailure:
-    """A file that could not be (fully) decoded.
-
-    Attributes:
-        file: the path.
-        error: why.
-        windows_decoded: windows scored before the failure (for a truncated file: those its
-            decodable part gives).
-        windows_filled: windows added with score 0 so every expected row exists.
-    """
-
-    file: str
-    error: str
-    windows_decoded: int
-    windows_filled: int
-
-
-@dataclass
-class InferenceResult:
-    """Per-model probabilities of every window of a list of files.
-
-    Attributes:
-        files: the input files, in order.
-        file_index: ``[N]`` position in ``files`` of each window.
-        window_index: ``[N]`` window number within its file.
-        probs: ``[N, M, C]`` probabilities of each model (0 for filled windows).
-        decoded: ``[N]`` False for windows filled in for an undecodable file.
-        labels: class names (C).
-        window_seconds: window length.
-        failures: files that could not be (fully) decoded.
-    """
-
-    files: list[str]
-    file_index: np.ndarray
-    window_index: np.ndarray
-    probs: np.ndarray
-    decoded: np.ndarray
-    labels: list[str]
-    window_seconds: float
-    failures: list[FileFailure] = field(default_factory=list)
-
-    def index(self) -> pd.MultiIndex:
-        """``(file, start_time, end_time)`` of every window (seconds)."""
-        start = self.window_index * self.window_seconds
-        return pd.MultiIndex.from_arrays(
-            [
-                np.asarray(self.files, dtype=object)[self.file_index],
-                start,
-                start + self.window_seconds,
-            ],
-            names=list(INDEX_NAMES),
-        )
-
-    def scores(self, method: str = "rank", file_max_power: float = 0.0) -> pd.DataFrame:
-        """Ensemble scores, one row per window and one column per label.
-
-        Args:
-            method: ``rank`` or ``mean`` (see :func:`birdsweep.infer.combine.combine`).
-            file_max_power: recording context applied to each model's probabilities before
-                they are combined (:class:`birdsweep.infer.context.FileMaxContext`; 0 = none).
-
-        Returns:
-            DataFrame indexed by ``(file, start_time, end_time)``; ``attrs["failures"]`` lists
-            the files that could not be decoded. Filled windows score 0 and take no part in
-            the ranking.
-        """
-        values = np.zeros((len(self.probs), len(self.labels)), dtype=np.float32)
-        ok = self.decoded
-        probs = FileMaxContext(file_max_power)(self.probs[ok], self.file_index[ok])
-        values[ok] = combine(probs, method)
-        df = pd.DataFrame(values, index=self.index(), columns=self.labels)
-        df.attrs["failures"] = [f.__dict__ for f in self.failures]
-        return df
-
-
-@dataclass
-class _Failed:
-    file_index: int
-    windows_decoded: int
-    error: str
-    truncated: bool = False
-    declared_seconds: float | None = None  # of a truncated file (None: unknown)
-
-
-_DONE = object()
+__all__ = ["Ensemble", "LabelSummary", "gather_audio_files", "label_files"]
 
 
 class Ensemble:
@@ -134,7 +45,7 @@ class Ensemble:
         combine: default combination (``rank`` | ``mean``).
         file_max_power: recording context of submission scores (None = the manifest's).
         shifts: test-time shifts in seconds, probabilities averaged (None = the manifest's;
-            ``[0]`` = each window once; see :class:`birdsweep.infer.shifts.TestTimeShifts`).
+            ``[0]`` = each window once; see :class:`birdsweep.scoring.shifts.TestTimeShifts`).
         batch_size: windows per onnxruntime call (windows of different files share a batch).
         chunk_windows: windows decoded per read of a file (bounds memory on long files).
         prefetch: chunks decoded ahead by a background thread (0 = decode inline).
@@ -155,7 +66,7 @@ class Ensemble:
         chunk_windows: int = 12,
         prefetch: int = 2,
         fail_windows: int = 12,
-        min_last_window_seconds: float = 1.0,
+        min_last_window_seconds: float = MIN_LAST_WINDOW_SECONDS,
         progress: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
@@ -185,7 +96,7 @@ class Ensemble:
             float(manifest["window_seconds"]),
             chunk_windows=chunk_windows,
             min_last_window_seconds=min_last_window_seconds,
-            context_seconds=self.tta.reach_seconds if self.tta.n > 1 else 0.0,
+            context_seconds=self.tta.context_seconds,
         )
 
     @classmethod
@@ -262,77 +173,6 @@ class Ensemble:
             out[:, g["models"], :] = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         return out
 
-    # ----------------------------------------------------------------------- file inference
-
-    def _views(self, chunk: Chunk) -> np.ndarray:
-        """``[k, S, window_samples]``: each window of the chunk at every test-time shift."""
-        if self.tta.n == 1 or chunk.context is None:
-            return chunk.windows[:, None, :]
-        win, ctx, c0 = self.reader.window_samples, chunk.context, chunk.context_start
-        out = np.zeros((len(chunk.windows), self.tta.n, win), dtype=np.float32)
-        for i in range(len(chunk.windows)):
-            start = (chunk.first_window + i) * win
-            for j, st in enumerate(self.tta.starts(start, c0 + len(ctx), win, self.sample_rate)):
-                seg = ctx[st - c0 : st - c0 + win]
-                out[i, j, : len(seg)] = seg
-        return out
-
-    def _produce(self, paths: Sequence[Path], stop: threading.Event) -> Iterator[Chunk | _Failed]:
-        for i, p in enumerate(paths):
-            done = 0
-            try:
-                for chunk in self.reader.iter_windows(p, i):
-                    if stop.is_set():
-                        return
-                    done += len(chunk.windows)
-                    yield chunk
-            except TruncatedAudioError as exc:
-                yield _Failed(i, done, str(exc), True, exc.declared_seconds)
-            except AudioError as exc:
-                yield _Failed(i, done, str(exc))
-            except Exception as exc:  # any decoder crash must not sink the whole job
-                yield _Failed(i, done, f"{p}: {type(exc).__name__}: {exc}")
-
-    def _items(self, paths: Sequence[Path]) -> Iterator[Chunk | _Failed]:
-        stop = threading.Event()
-        if self.prefetch <= 0:
-            yield from self._produce(paths, stop)
-            return
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def work() -> None:
-            try:
-                for item in self._produce(paths, stop):
-                    if not put(item):
-                        return
-            except BaseException as exc:  # handed to the consumer and raised there
-                put(exc)
-                return
-            put(_DONE)
-
-        t = threading.Thread(target=work, name="birdsweep-decode", daemon=True)
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            t.join()
-
     def run(self, paths: Sequence[str | Path] | str | Path) -> InferenceResult:
         """Decode, window and score files; keep every model's probabilities.
 
@@ -351,95 +191,17 @@ class Ensemble:
         """
         if isinstance(paths, (str, Path)):
             paths = list_audio_files(paths)
-        paths = [Path(p) for p in paths]
-        expected = [self.reader.header_windows(p) for p in paths]
-        m, c, bs, n_shift = self.n_models, len(self.labels), self.batch_size, self.tta.n
-        win = self.reader.window_samples
-        batch = np.zeros((bs, n_shift, win), dtype=np.float32)
-        slots_f = np.zeros(bs, dtype=np.int64)
-        slots_w = np.zeros(bs, dtype=np.int64)
-        probs, f_idx, w_idx, ok = [], [], [], []
-        failures: list[FileFailure] = []
-        fill = 0
-        bar = tqdm(
-            total=sum(e if e is not None else self.fail_windows for e in expected),
-            unit="win",
-            desc="infer",
-            disable=not self.progress,
-        )
-
-        def flush() -> None:
-            nonlocal fill
-            if fill:
-                p = self.predict_windows(batch[:fill].reshape(fill * n_shift, win))
-                probs.append(self.tta.combine(p.reshape(fill, n_shift, m, c).swapaxes(0, 1)))
-                f_idx.append(slots_f[:fill].copy())
-                w_idx.append(slots_w[:fill].copy())
-                ok.append(np.ones(fill, dtype=bool))
-                bar.update(fill)
-                fill = 0
-
-        try:
-            for item in self._items(paths):
-                if isinstance(item, _Failed):
-                    want = expected[item.file_index]
-                    if item.truncated:  # the header of a cut file may count only what is left
-                        d = item.declared_seconds
-                        want = None if d is None else self.reader.n_windows_for(d)
-                    n = max(
-                        0, (want if want is not None else self.fail_windows) - item.windows_decoded
-                    )
-                    failures.append(
-                        FileFailure(
-                            str(paths[item.file_index]), item.error, item.windows_decoded, n
-                        )
-                    )
-                    unknown = f", up to fail_windows={self.fail_windows}" if want is None else ""
-                    log.warning(
-                        "%s (%d window(s) decoded, %d filled with 0%s)",
-                        item.error,
-                        item.windows_decoded,
-                        n,
-                        unknown,
-                    )
-                    probs.append(np.zeros((n, m, c), dtype=np.float32))
-                    f_idx.append(np.full(n, item.file_index, dtype=np.int64))
-                    w_idx.append(np.arange(item.windows_decoded, item.windows_decoded + n))
-                    ok.append(np.zeros(n, dtype=bool))
-                    bar.update(n)
-                    continue
-                views = self._views(item)
-                k, pos = len(views), 0
-                while pos < k:
-                    take = min(bs - fill, k - pos)
-                    batch[fill : fill + take] = views[pos : pos + take]
-                    slots_f[fill : fill + take] = item.file_index
-                    slots_w[fill : fill + take] = np.arange(
-                        item.first_window + pos, item.first_window + pos + take
-                    )
-                    fill += take
-                    pos += take
-                    if fill == bs:
-                        flush()
-            flush()
-        finally:
-            bar.close()
-        if failures:
-            log.warning("%d of %d file(s) could not be decoded fully", len(failures), len(paths))
-        all_p = np.concatenate(probs) if probs else np.zeros((0, m, c), dtype=np.float32)
-        fi = np.concatenate(f_idx) if f_idx else np.zeros(0, dtype=np.int64)
-        wi = np.concatenate(w_idx) if w_idx else np.zeros(0, dtype=np.int64)
-        dec = np.concatenate(ok) if ok else np.zeros(0, dtype=bool)
-        order = np.lexsort((wi, fi))  # failure fills may arrive before batched windows
-        return InferenceResult(
-            files=[str(f) for f in paths],
-            file_index=fi[order],
-            window_index=wi[order],
-            probs=all_p[order],
-            decoded=dec[order],
-            labels=self.labels,
-            window_seconds=self.window_seconds,
-            failures=failures,
+        return score_files(
+            paths,
+            self.predict_windows,
+            self.reader,
+            self.tta,
+            self.labels,
+            self.n_models,
+            batch_size=self.batch_size,
+            prefetch=self.prefetch,
+            fail_windows=self.fail_windows,
+            progress=self.progress,
         )
 
     def predict_files(
@@ -521,7 +283,7 @@ def label_files(
             ``mean`` for detections (a threshold needs probabilities, not ranks).
         threshold: smallest score listed in detections.
         threads: onnxruntime intra-op threads.
-        file_max_power: recording context (:class:`birdsweep.infer.context.FileMaxContext`);
+        file_max_power: recording context (:class:`birdsweep.scoring.context.FileMaxContext`);
             None = the manifest's for a submission and 0 for detections (their threshold
             needs each window's own probability).
         **kwargs: :class:`Ensemble` options (``batch_size``, ``prefetch``, ``progress``, ...).
@@ -531,12 +293,8 @@ def label_files(
     """
     import time
 
-    from birdsweep.infer.output import (
-        OUTPUT_FORMATS,
-        detections_table,
-        submission_table,
-        write_table,
-    )
+    from birdsweep.infer.output import OUTPUT_FORMATS, detections_table, write_table
+    from birdsweep.scoring.submission import submission_table
 
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"--format {output_format!r} is not one of {OUTPUT_FORMATS}")

@@ -1,8 +1,8 @@
-"""Turn window scores into a BirdCLEF submission or a detection table, and write them."""
+"""Turn window scores into a detection table, and write tables (the submission table is
+:func:`birdsweep.scoring.submission.submission_table`)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,38 +10,7 @@ import pandas as pd
 
 from birdsweep.atomic import atomic_write_text
 
-log = logging.getLogger(__name__)
-
 OUTPUT_FORMATS = ("submission", "detections")
-
-
-def _seconds(x: float) -> str:
-    return str(int(round(x))) if abs(x - round(x)) < 1e-6 else f"{x:g}"
-
-
-def submission_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """BirdCLEF ``submission.csv`` layout: ``row_id`` + one column per label.
-
-    Args:
-        scores: window scores indexed by ``(file, start_time, end_time)`` (columns in label
-            order, as from :meth:`birdsweep.infer.ensemble.Ensemble.predict_files`).
-
-    Returns:
-        DataFrame with ``row_id`` = ``<file stem>_<window end second>`` first.
-    """
-    files = scores.index.get_level_values("file")
-    ends = scores.index.get_level_values("end_time")
-    row_id = [f"{Path(f).stem}_{_seconds(e)}" for f, e in zip(files, ends, strict=True)]
-    out = pd.DataFrame(scores.to_numpy(), columns=list(scores.columns))
-    out.insert(0, "row_id", row_id)
-    dup = out["row_id"].duplicated()
-    if dup.any():
-        log.warning(
-            "%d duplicate row_id(s), e.g. %s: two input files share a name stem",
-            int(dup.sum()),
-            out.loc[dup, "row_id"].iloc[0],
-        )
-    return out
 
 
 def detections_table(scores: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from birdsweep.infer.combine import COMBINE_METHODS
-from birdsweep.infer.combine import combine as combine_probs
 from birdsweep.infer.ensemble import Ensemble, gather_audio_files
-from birdsweep.infer.output import submission_table, write_table
+from birdsweep.infer.output import write_table
+from birdsweep.scoring.combine import COMBINE_METHODS
+from birdsweep.scoring.combine import combine as combine_probs
+from birdsweep.scoring.submission import submission_table
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def soft_labels(table: pd.DataFrame, floor: float, threshold: float) -> pd.DataF
 
     Args:
         table: ``row_id`` + one column per label (as from
-            :func:`birdsweep.infer.output.submission_table`).
+            :func:`birdsweep.scoring.submission.submission_table`).
         floor: scores below it become 0 (removes the low-level noise of every class).
         threshold: a window is kept only when its largest (trimmed) score is at least this.
 

@@ -21,6 +21,15 @@ from birdsweep.model.pretrained import pretrained_overlay
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "READOUTS",
+    "SEDModel",
+    "create_backbone",
+    "read_state_dict",
+    "window_logits",
+    "window_score",
+]
+
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")  # common checkpoint layouts
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile key prefixes
 

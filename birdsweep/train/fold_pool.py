@@ -2,10 +2,10 @@
 
 On a few CPU cores a small backbone does not keep two intra-op threads busy: two folds with one
 thread each train ~1.3x as many steps per second as one fold with two threads
-(``benchmarks/fold_workers.py``). Each worker trains one fold exactly as the sequential loop of
-:func:`birdsweep.train.kfold.run_kfold` would (same seeds, inputs and files: ``last.pt``,
-``best.pt``, ``val_probs.npy``, ``result.json``); the parent then reads the finished folds back,
-logs them to MLflow and scores them. A worker exits when its parent dies, so a killed run leaves
+(``benchmarks/fold_workers.py``). Each worker calls the function that trains one fold and writes
+its files (:func:`birdsweep.train.kfold.train_fold_files`, handed to
+:func:`train_folds_in_workers`), as the sequential loop of :func:`birdsweep.train.kfold.run_kfold`
+does; the parent then reads the finished folds back and logs them to MLflow. A worker exits when its parent dies, so a killed run leaves
 no orphan training in the background, and the rerun resumes from the folds' ``last.pt``.
 """
 
@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 _progress: Any = None  # the parent's queue of (fold, epoch) events, set in each worker
+
+# trains fold ``k`` of a config into a folder and writes its files: ``(cfg, k, fold_dir,
+# on_epoch)``; a module-level function, so that it reaches the spawned workers by name
+TrainFold = Callable[[DictConfig, int, Path, Callable[[int, dict[str, float]], None]], Any]
 
 
 def worker_threads(fold_workers: int, threads: int | None) -> int:
@@ -61,13 +66,9 @@ def _init_worker(events: Any, parent: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
-def _train_one(container: dict, k: int, fold_dir: str, threads: int) -> int:
-    """Worker body: train fold ``k`` of the resolved config ``container`` into ``fold_dir``;
-    returns ``k``."""
-    import torch
-
-    from birdsweep.train.kfold import train_fold_files
-
+def _train_one(train_fold: TrainFold, container: dict, k: int, fold_dir: str, threads: int) -> int:
+    """Worker body: ``train_fold`` fold ``k`` of the resolved config ``container`` into
+    ``fold_dir``; returns ``k``."""
     torch.set_num_threads(threads)
     cfg = OmegaConf.create(container)
 
@@ -75,20 +76,25 @@ def _train_one(container: dict, k: int, fold_dir: str, threads: int) -> int:
         if _progress is not None:
             _progress.put((k, epoch))
 
-    train_fold_files(cfg, k, Path(fold_dir), on_epoch)
+    train_fold(cfg, k, Path(fold_dir), on_epoch)
     return k
 
 
 def train_folds_in_workers(
-    cfg: DictConfig, fold_dirs: dict[int, Path], threads: int, progress: bool = True
+    cfg: DictConfig,
+    fold_dirs: dict[int, Path],
+    train_fold: TrainFold,
+    threads: int,
+    progress: bool = True,
 ) -> None:
     """Train the folds of ``cfg`` in ``fold_dirs`` side by side, one spawned process per fold,
-    ``threads`` torch threads each; each writes its fold's files as the sequential loop does.
+    ``threads`` torch threads each, each by ``train_fold`` (which writes the fold's files).
 
     Args:
         cfg: the composed run config (resolved here, so Hydra's resolvers are not needed in
             the workers).
         fold_dirs: fold -> its checkpoint folder, for the folds to train now (one worker each).
+        train_fold: trains one fold and writes its files (a module-level function).
         threads: torch intra-op threads per worker.
         progress: show one bar over the epochs of all these folds.
 
@@ -134,7 +140,8 @@ def train_folds_in_workers(
             initargs=(events, os.getpid()),
         ) as pool:
             futures = {
-                pool.submit(_train_one, container, k, str(fold_dirs[k]), threads): k for k in folds
+                pool.submit(_train_one, train_fold, container, k, str(fold_dirs[k]), threads): k
+                for k in folds
             }
             for fut in as_completed(futures):
                 try:

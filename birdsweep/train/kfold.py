@@ -20,18 +20,28 @@ from omegaconf import DictConfig, OmegaConf
 from birdsweep.atomic import atomic_write_bytes, atomic_write_json
 from birdsweep.config import build
 from birdsweep.data.dataset import PseudoMix, TrainCrops, Windows, clip_windows
-from birdsweep.data.prepare import PreparedData, SoundscapeSet, prepare_data
-from birdsweep.evaluate.metric import macro_auc, per_class_auc
-from birdsweep.infer.combine import combine
-from birdsweep.infer.context import FileMaxContext
-from birdsweep.infer.shifts import TestTimeShifts
+from birdsweep.data.prepare import PreparedData, prepare_data
+from birdsweep.data.windows import window_samples
+from birdsweep.scoring.context import FileMaxContext
+from birdsweep.scoring.metric import macro_auc, per_class_auc
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint
 from birdsweep.train.fold_pool import train_folds_in_workers, worker_threads
-from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict
+from birdsweep.train.loop import FoldTrainer, TrainerSettings
+from birdsweep.train.soundscapes import (
+    SOUNDSCAPE_PROBS,
+    SoundscapeProbs,
+    context_of,
+    score_soundscapes,
+    shifts_of,
+    soundscape_files,
+    soundscape_scores,
+)
 from birdsweep.train.validate import validate_config
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FoldResult", "KFoldSummary", "StopJob", "run_kfold"]
 
 # config keys that do not change what a fold learns (excluded from the checkpoint key)
 NON_LEARNING_KEYS = (
@@ -49,9 +59,9 @@ NON_LEARNING_SUBKEYS = {
     "data": ("folds", "decode_workers"),
 }
 
-# test soundscapes' window probabilities written by a fold worker (used by the parent of that
-# run only: a reused fold is scored again, since conf/tta may have changed since)
-WORKER_SOUNDSCAPE_PROBS = "soundscape_probs.npy"
+# what train_fold_files writes next to a fold's checkpoints (and the soundscape probabilities,
+# SOUNDSCAPE_PROBS; a reused fold's are scored again: conf/tta may have changed since)
+VAL_PROBS, RESULT = "val_probs.npy", "result.json"
 
 FoldCallback = Callable[[int, float, "FoldResult"], None]
 
@@ -143,10 +153,9 @@ def clip_repeats(data_cfg: Any, n_clips: int) -> int:
 
 def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip_tf: Any):
     sr = data.sample_rate
-    win = int(round(float(cfg.data.window_seconds) * sr))
+    win = window_samples(cfg.data.window_seconds, sr)
     crop = int(round(float(cfg.data.crop_seconds) * sr))
     tr = data.clips[data.clips["fold"] != k]
-    va = data.clips[data.clips["fold"] == k]
     train_ds = TrainCrops(
         data.cache,
         tr["path"].tolist(),
@@ -174,13 +183,20 @@ def _fold_inputs(cfg: DictConfig, data: PreparedData, k: int, loss_fn: Any, clip
             100 * train_ds.rate,
             float(cfg.data.pseudo_prob),
         )
+    val_ds, vt = _val_set(cfg, data, k)
+    return FoldInputs(tr, train_ds, val_ds, vt)
+
+
+def _val_set(cfg: DictConfig, data: PreparedData, k: int) -> tuple[Windows, np.ndarray]:
+    """The held-out windows of fold ``k`` and their ``[N, C]`` targets."""
+    win = window_samples(cfg.data.window_seconds, data.sample_rate)
+    va = data.clips[data.clips["fold"] == k]
     vpaths = va["path"].tolist()
     wins = clip_windows(data.cache, vpaths, win, int(cfg.data.val_windows_per_clip))
     vt = np.zeros((len(wins), data.meta.num_classes), dtype=np.float32)
     for i, (j, _) in enumerate(wins):
         vt[i, va["label_idx"].iloc[j]] = 1.0
-    val_ds = Windows(data.cache, [(vpaths[j], s) for j, s in wins], vt, win)
-    return FoldInputs(tr, train_ds, val_ds, vt)
+    return Windows(data.cache, [(vpaths[j], s) for j, s in wins], vt, win), vt
 
 
 def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFoldSummary:
@@ -235,17 +251,15 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         },
     )
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
-    context = build(cfg.postprocess) if cfg.get("postprocess") else FileMaxContext(0.0)
-    tta = _test_time_shifts(cfg)
-    tta.validate(float(cfg.data.window_seconds))  # before any fold trains (or run starts)
+    context = context_of(cfg)
+    shifts_of(cfg).validate(float(cfg.data.window_seconds))  # before any fold trains
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
     noise = functools.cache(
         lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
     )  # decoded once, on the first fold that needs it
     oof_probs: list[np.ndarray] = []
     oof_targets: list[np.ndarray] = []
-    sc_probs: list[np.ndarray] = []  # per fold: each window alone
-    sc_scores: list[np.ndarray] = []  # per fold: with the recording context
+    sc_probs: list[SoundscapeProbs] = []  # per fold: every soundscape window
     results: list[FoldResult] = []
     train_counts: list[np.ndarray] = []  # per fold: training clips of each class
     status = "FAILED"
@@ -259,55 +273,43 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         pending = [
             k
             for k in folds
-            if not (settings.resume and (fold_dir_of(ckpt_root, k) / "result.json").is_file())
+            if not (settings.resume and (fold_dir_of(ckpt_root, k) / RESULT).is_file())
         ]
         fresh: set[int] = set()  # folds trained by the workers of this run
         for k in folds:
             fold_dir = fold_dir_of(ckpt_root, k)
-            done = fold_dir / "result.json"
             wave = [j for j in pending if j not in fresh][:workers]
             if workers > 1 and k in wave and len(wave) > 1:  # the next folds, side by side
                 train_folds_in_workers(
                     cfg,
                     {j: fold_dir_of(ckpt_root, j) for j in wave},
+                    train_fold_files,
                     worker_threads(workers, settings.threads),
                     settings.progress,
                 )
                 fresh.update(wave)
-            seed_everything(int(cfg.seed) + k)
-            loss_fn, aug, inputs = _fold_objects(cfg, data, k, noise)
+            train_rows = data.clips[data.clips["fold"] != k]
+            val_targets = _val_set(cfg, data, k)[1]
             with tracker.child(f"fold{k}", tags={"fold": k}):
                 tracker.log_params(
-                    {
-                        "fold": k,
-                        "n_train": len(inputs.train_rows),
-                        "n_val_windows": len(inputs.val_ds),
-                    }
+                    {"fold": k, "n_train": len(train_rows), "n_val_windows": len(val_targets)}
                 )
-                if (settings.resume or k in fresh) and done.is_file():
-                    res = FoldResult(**json.loads(done.read_text()))
-                    res.reused = k not in fresh
-                    probs = np.load(fold_dir / "val_probs.npy")
-                    for e, h in enumerate(res.history):
+                if (settings.resume or k in fresh) and (fold_dir / RESULT).is_file():
+                    out = read_fold_files(fold_dir, soundscapes=k in fresh)
+                    out.result.reused = k not in fresh
+                    for e, h in enumerate(out.result.history):
                         tracker.log_metrics(h, step=e)
-                    if res.reused:
+                    if out.result.reused:
                         log.info("fold %d: reusing finished fold from %s", k, fold_dir)
                 else:
                     log_epoch = lambda e, m: tracker.log_metrics(m, step=e)  # noqa: E731
-                    objects = (loss_fn, aug, inputs)
-                    res, probs = _train_fold(cfg, k, objects, settings, fold_dir, labels, log_epoch)
+                    out = train_fold_files(cfg, k, fold_dir, log_epoch, data, noise)
+                res, probs = out.result, out.val_probs
                 if data.soundscapes is not None:
-                    scored = fold_dir / WORKER_SOUNDSCAPE_PROBS  # by this run's fold worker
-                    if k in fresh and scored.is_file():
-                        sp = np.load(scored)
-                    else:
-                        sp = _soundscape_probs(cfg, data, fold_dir, settings, labels, tta)
-                    sc_probs.append(sp)
-                    sc_scores.append(context(sp, data.soundscapes.files))
-                    res.soundscape_macro_auc = macro_auc(data.soundscapes.targets, sc_scores[-1])
-                if not res.reused and dist.is_main:
-                    atomic_write_bytes(fold_dir / "val_probs.npy", lambda f, p=probs: np.save(f, p))
-                    atomic_write_json(done, {**res.__dict__, "reused": False})
+                    if out.soundscapes is None:  # a reused fold: scored with this run's tta
+                        out.soundscapes = _score_fold_soundscapes(cfg, data, fold_dir, settings)
+                    sc_probs.append(out.soundscapes)
+                    res.soundscape_macro_auc = _fold_soundscape_auc(data, out.soundscapes, context)
                 tracker.set_tags({"checkpoint": res.checkpoint})
                 tracker.log_metrics(
                     {
@@ -318,8 +320,8 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
                     }
                 )
             oof_probs.append(probs)
-            oof_targets.append(inputs.val_targets)
-            train_counts.append(_clips_per_class(inputs.train_rows, labels))
+            oof_targets.append(val_targets)
+            train_counts.append(_clips_per_class(train_rows, labels))
             results.append(res)
             running = float(np.mean([r.val_macro_auc for r in results]))
             tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
@@ -332,7 +334,7 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
             np.concatenate(oof_probs),
             np.concatenate(oof_targets),
             sc_probs,
-            sc_scores,
+            context,
             np.stack(train_counts),
             ckpt_root,
             tracker,
@@ -373,32 +375,77 @@ def _fold_objects(
     return loss_fn, aug, inputs
 
 
+@dataclass
+class FoldOutput:
+    """What training a fold leaves besides its checkpoints.
+
+    Attributes:
+        result: the fold's scores and history.
+        val_probs: ``[N, C]`` probabilities of its held-out windows (best epoch).
+        soundscapes: probabilities of every labelled soundscape's windows (None: the data set
+            has none, or they were not read back).
+    """
+
+    result: FoldResult
+    val_probs: np.ndarray
+    soundscapes: SoundscapeProbs | None = None
+
+
 def train_fold_files(
     cfg: DictConfig,
     k: int,
     fold_dir: Path,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> None:
-    """Train fold ``k`` of a resolved config into ``fold_dir`` as :func:`run_kfold` does and
-    write its ``val_probs.npy``, its test soundscapes' probabilities (when the data set has
-    labelled ones: scored here, side by side with the other workers, not one fold after the
-    other in the parent) and ``result.json`` (the body of a ``trainer.fold_workers`` process;
-    the parent tracks the fold and applies the recording context afterwards)."""
+    data: PreparedData | None = None,
+    noise: Callable[[], list[np.ndarray]] | None = None,
+) -> FoldOutput:
+    """Train fold ``k`` of ``cfg`` into ``fold_dir`` and write its files: the trainer's
+    ``last.pt`` / ``best.pt``, ``val_probs.npy``, the labelled soundscapes' probabilities
+    (:data:`~birdsweep.train.soundscapes.SOUNDSCAPE_PROBS`) and, last, ``result.json`` (a fold
+    with a ``result.json`` is finished; :func:`read_fold_files` reads them back).
+
+    The one way a fold is trained: :func:`run_kfold` calls it for each fold in its own process
+    and hands it to the fold workers (``trainer.fold_workers``), which call it with the resolved
+    config alone.
+
+    Args:
+        cfg: the run's config.
+        k: the fold.
+        fold_dir: the fold's folder.
+        on_epoch: called with ``(epoch, metrics)`` after each epoch.
+        data: the prepared data (None: prepared here, from the cache).
+        noise: the decoded background clips, when the augmentation needs them (None: decoded
+            here).
+    """
     settings = TrainerSettings.from_config(cfg.trainer)
-    data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), progress=False)
+    if data is None:
+        data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), progress=False)
+    if noise is None:
+        noise = functools.partial(data.noise_clips, int(cfg.data.decode_workers), False)
     seed_everything(int(cfg.seed) + k)
-    loss_fn, aug, inputs = _fold_objects(
-        cfg, data, k, lambda: data.noise_clips(int(cfg.data.decode_workers), False)
-    )
-    res, probs = _train_fold(
-        cfg, k, (loss_fn, aug, inputs), settings, fold_dir, data.meta.labels, on_epoch
-    )
-    atomic_write_bytes(fold_dir / "val_probs.npy", lambda f: np.save(f, probs))
+    objects = _fold_objects(cfg, data, k, noise)
+    res, probs = _train_fold(cfg, k, objects, settings, fold_dir, data.meta.labels, on_epoch)
+    out = FoldOutput(res, probs)
     if data.soundscapes is not None:
-        tta = _test_time_shifts(cfg)
-        sp = _soundscape_probs(cfg, data, fold_dir, settings, data.meta.labels, tta)
-        atomic_write_bytes(fold_dir / WORKER_SOUNDSCAPE_PROBS, lambda f: np.save(f, sp))
-    atomic_write_json(fold_dir / "result.json", {**res.__dict__, "reused": False})
+        out.soundscapes = _score_fold_soundscapes(cfg, data, fold_dir, settings)
+        res.soundscape_macro_auc = _fold_soundscape_auc(data, out.soundscapes, context_of(cfg))
+    if D.current().is_main:
+        atomic_write_bytes(fold_dir / VAL_PROBS, lambda f: np.save(f, probs))
+        if out.soundscapes is not None:
+            out.soundscapes.save(fold_dir / SOUNDSCAPE_PROBS)
+        atomic_write_json(fold_dir / RESULT, {**res.__dict__, "reused": False})
+    return out
+
+
+def read_fold_files(fold_dir: Path, soundscapes: bool = True) -> FoldOutput:
+    """What :func:`train_fold_files` wrote to ``fold_dir`` (``soundscapes=False``: without the
+    soundscape probabilities)."""
+    out = FoldOutput(
+        FoldResult(**json.loads((fold_dir / RESULT).read_text())), np.load(fold_dir / VAL_PROBS)
+    )
+    if soundscapes and (fold_dir / SOUNDSCAPE_PROBS).is_file():
+        out.soundscapes = SoundscapeProbs.load(fold_dir / SOUNDSCAPE_PROBS)
+    return out
 
 
 def _train_fold(
@@ -510,48 +557,37 @@ def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -
     return model.eval()
 
 
-def score_soundscapes(
-    model: torch.nn.Module,
-    sc: SoundscapeSet,
-    window_samples: int,
-    sample_rate: int,
-    tta: TestTimeShifts,
-    batch_size: int = 64,
-    device: str = "cpu",
-    amp: bool = False,
-    progress: bool = False,
-) -> np.ndarray:
-    """``[N, C]`` probabilities of labelled soundscape windows, averaged over ``tta``'s shifts."""
-    starts = [tta.starts(s, sc.cache.length(p), window_samples, sample_rate) for p, s in sc.items]
-    items = [(p, st[j]) for j in range(tta.n) for (p, _), st in zip(sc.items, starts, strict=True)]
-    ds = Windows(sc.cache, items, np.tile(sc.targets, (tta.n, 1)), window_samples)
-    probs = predict(model, ds, batch_size, device, amp, progress, desc="soundscapes")
-    return tta.combine(probs.reshape(tta.n, len(sc.items), -1))
-
-
 def _clips_per_class(clips: pd.DataFrame, labels: list[str]) -> np.ndarray:
     """Clips of each label (primary labels of ``clips``), in ``labels`` order."""
     counts = clips["primary_label"].value_counts()
     return np.array([int(counts.get(lab, 0)) for lab in labels])
 
 
-def _test_time_shifts(cfg: DictConfig) -> TestTimeShifts:
-    return build(cfg.tta) if cfg.get("tta") else TestTimeShifts()
-
-
-def _soundscape_probs(
-    cfg, data: PreparedData, fold_dir: Path, settings, labels, tta: TestTimeShifts
-) -> np.ndarray:
+def _score_fold_soundscapes(
+    cfg: DictConfig, data: PreparedData, fold_dir: Path, settings: TrainerSettings
+) -> SoundscapeProbs:
+    """Fold ``fold_dir``'s best model on every window of the labelled soundscapes."""
+    labels = data.meta.labels
     return score_soundscapes(
         load_fold_model(cfg, fold_dir / "best.pt", len(labels)),
-        data.soundscapes,
-        int(round(float(cfg.data.window_seconds) * data.sample_rate)),
+        soundscape_files(data.soundscapes),
+        labels,
         data.sample_rate,
-        tta,
+        float(cfg.data.window_seconds),
+        shifts_of(cfg),
         settings.eval_batch_size,
         settings.device,
         settings.amp,
         settings.progress,
+    )
+
+
+def _fold_soundscape_auc(
+    data: PreparedData, probs: SoundscapeProbs, context: FileMaxContext
+) -> float:
+    """One fold's soundscape macro AUC, with the recording context."""
+    return macro_auc(
+        data.soundscapes.targets, soundscape_scores([probs], data.soundscapes, context).scores
     )
 
 
@@ -560,8 +596,8 @@ def _summarise(
     results: list[FoldResult],
     oof_probs: np.ndarray,
     oof_targets: np.ndarray,
-    sc_probs: list[np.ndarray],
-    sc_scores: list[np.ndarray],
+    sc_probs: list[SoundscapeProbs],
+    context: FileMaxContext,
     train_counts: np.ndarray,
     ckpt_root: Path,
     tracker: Any,
@@ -578,14 +614,13 @@ def _summarise(
         }
     )
     sc_auc = sc_auc_raw = sc_auc_rank = float("nan")
-    if sc_probs:
-        fold_probs, fold_scores = np.stack(sc_probs), np.stack(sc_scores)  # [F, N, C]
-        raw = fold_probs.mean(axis=0)
-        ens = fold_scores.mean(axis=0)
+    if sc_probs:  # the fold ensemble, as `birdsweep infer --combine mean` scores it
+        sc = soundscape_scores(sc_probs, data.soundscapes, context, "mean")
+        raw, ens = sc.raw, sc.scores
         sc_auc = macro_auc(data.soundscapes.targets, ens)
         sc_auc_raw = macro_auc(data.soundscapes.targets, raw)
         # the folds rank-averaged instead (`birdsweep infer --combine rank`)
-        ranked = combine(fold_scores.swapaxes(0, 1), "rank")
+        ranked = soundscape_scores(sc_probs, data.soundscapes, context, "rank").scores
         sc_auc_rank = macro_auc(data.soundscapes.targets, ranked)
         table["soundscape_auc"] = per_class_auc(data.soundscapes.targets, ens)
         table["n_soundscape_windows_pos"] = (data.soundscapes.targets >= 0.5).sum(0).astype(int)
@@ -620,8 +655,8 @@ def _summarise(
         preds.update(
             soundscape_probs=raw,
             soundscape_scores=ens,
-            soundscape_fold_probs=fold_probs,  # each window alone
-            soundscape_fold_scores=fold_scores,  # with the recording context
+            soundscape_fold_probs=sc.fold_probs,  # each window alone
+            soundscape_fold_scores=sc.fold_scores,  # with the recording context
             soundscape_targets=data.soundscapes.targets,
             soundscape_row_ids=np.array(data.soundscapes.row_ids),
         )

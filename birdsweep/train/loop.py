@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from birdsweep.evaluate.metric import macro_auc
 from birdsweep.model.sed import window_score
+from birdsweep.scoring.metric import macro_auc
 from birdsweep.train import distributed as D
 from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -132,20 +132,40 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        wave = batch[0].to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = window_score(model(wave))
-        if not torch.isfinite(logits).all():
-            if amp:  # fp16 overflow (e.g. early BatchNorm statistics): this batch again in fp32
-                log.warning("%s: non-finite outputs under AMP; batch recomputed in fp32", desc)
-                logits = window_score(model(wave.float()))
-            if not torch.isfinite(logits).all():
-                raise NonFiniteLossError(
-                    f"{desc}: the model's outputs are NaN/inf in fp32: its weights or BatchNorm "
-                    "statistics are not finite (training diverged; lower optimizer.lr)"
-                )
-        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+        out.append(_probs(model, batch[0].to(device, non_blocking=True), device, amp, desc))
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _probs(model: nn.Module, wave: torch.Tensor, device: torch.device, amp: bool, desc: str):
+    """``sigmoid`` of the model's window scores of one batch, as a numpy array."""
+    with _autocast(device, amp):
+        logits = window_score(model(wave))
+    if not torch.isfinite(logits).all():
+        if amp:  # fp16 overflow (e.g. early BatchNorm statistics): this batch again in fp32
+            log.warning("%s: non-finite outputs under AMP; batch recomputed in fp32", desc)
+            logits = window_score(model(wave.float()))
+        if not torch.isfinite(logits).all():
+            raise NonFiniteLossError(
+                f"{desc}: the model's outputs are NaN/inf in fp32: its weights or BatchNorm "
+                "statistics are not finite (training diverged; lower optimizer.lr)"
+            )
+    return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+def window_predictor(
+    model: nn.Module, device: str | torch.device = "cpu", amp: bool = False, desc: str = "predict"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``[B, samples]`` float32 windows → ``[B, 1, C]`` probabilities of ``model`` (as
+    :func:`predict`): the ``predict`` of :func:`birdsweep.scoring.files.score_files`."""
+    device = torch.device(device)
+    model.eval().to(device)
+
+    @torch.inference_mode()
+    def run(windows: np.ndarray) -> np.ndarray:
+        wave = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
+        return _probs(model, wave, device, amp, desc)[:, None, :]
+
+    return run
 
 
 def epochs_within(minutes: float, epoch_seconds: float, epochs: int) -> int:

@@ -29,6 +29,7 @@ from birdsweep.data.demo.scenes import (
     write_window_labels,
 )
 from birdsweep.data.demo.species import Species, _make_species
+from birdsweep.data.windows import row_id
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,11 @@ def _generate(root: Path, p: dict, progress: bool) -> dict:
     pd.DataFrame(
         [{c: r[c] for c in TRAIN_COLUMNS} for r in rows], columns=list(TRAIN_COLUMNS)
     ).to_csv(root / "train.csv", index=False)
-    row_ids = [f"{stem}_{end}" for stem in test_stems for end in range(5, secs + 1, 5)]
+    row_ids = [
+        row_id(stem, end)
+        for stem in test_stems
+        for end in range(WINDOW_SECONDS, secs + 1, WINDOW_SECONDS)
+    ]
     sub = pd.DataFrame(1.0 / len(labels), index=range(len(row_ids)), columns=labels)
     sub.insert(0, "row_id", row_ids)
     sub.to_csv(root / "sample_submission.csv", index=False)

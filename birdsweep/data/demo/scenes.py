@@ -24,8 +24,9 @@ from birdsweep.data.demo.synth import (
     _shaped_noise,
     _smooth_random,
 )
+from birdsweep.data.windows import WINDOW_SECONDS as _SCORING_WINDOW
 
-WINDOW_SECONDS = 5  # BirdCLEF scoring window; row_id = <stem>_<window end second>
+WINDOW_SECONDS = int(_SCORING_WINDOW)  # whole seconds: the demo's windows are its row_ids
 
 
 @dataclass(frozen=True)

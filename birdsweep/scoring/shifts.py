@@ -50,6 +50,12 @@ class TestTimeShifts:
         """Audio needed on each side of a window (the largest absolute offset)."""
         return max(abs(s) for s in self.seconds)
 
+    @property
+    def context_seconds(self) -> float:
+        """Audio a window reader keeps on each side of what it reads for these shifts (0 when
+        each window is scored once)."""
+        return self.reach_seconds if self.n > 1 else 0.0
+
     def validate(self, window_seconds: float) -> None:
         """Raise ``ValueError`` when an offset reaches half a window (it would score another
         window's audio)."""

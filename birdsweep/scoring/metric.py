@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+__all__ = ["macro_auc", "paired_bootstrap_gap", "per_class_auc", "score_submission"]
+
 
 def per_class_auc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """ROC-AUC of each class (column); NaN where a class has no positive or no negative.

@@ -18,6 +18,13 @@ import numpy as np
 import soundfile as sf
 
 from birdsweep.data.audio import AudioError, check_complete, resample
+from birdsweep.data.windows import (
+    MIN_LAST_WINDOW_SECONDS,
+    WINDOW_SECONDS,
+    n_windows,
+    window_samples,
+)
+from birdsweep.scoring.shifts import TestTimeShifts
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,8 @@ class Chunk:
 
 
 class WindowReader:
-    """Split audio files into ``window_seconds`` windows at ``sample_rate``, streaming.
+    """Split audio files into ``window_seconds`` windows at ``sample_rate``, streaming (the
+    layout of :mod:`birdsweep.data.windows`).
 
     Args:
         sample_rate: rate the model expects; other rates are resampled (polyphase).
@@ -59,9 +67,9 @@ class WindowReader:
     def __init__(
         self,
         sample_rate: int,
-        window_seconds: float = 5.0,
+        window_seconds: float = WINDOW_SECONDS,
         chunk_windows: int = 12,
-        min_last_window_seconds: float = 1.0,
+        min_last_window_seconds: float = MIN_LAST_WINDOW_SECONDS,
         resample_margin_seconds: float = 0.05,
         context_seconds: float = 0.0,
     ) -> None:
@@ -69,7 +77,7 @@ class WindowReader:
             raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
         self.sample_rate = int(sample_rate)
         self.window_seconds = float(window_seconds)
-        self.window_samples = int(round(self.window_seconds * self.sample_rate))
+        self.window_samples = window_samples(self.window_seconds, self.sample_rate)
         self.chunk_windows = int(chunk_windows)
         self.min_last_window_seconds = float(min_last_window_seconds)
         self.resample_margin_seconds = float(resample_margin_seconds)
@@ -79,11 +87,7 @@ class WindowReader:
 
     def n_windows_for(self, seconds: float) -> int:
         """Number of windows a recording of ``seconds`` gives."""
-        full = int(math.floor(seconds / self.window_seconds + 1e-9))
-        rest = seconds - full * self.window_seconds
-        if rest >= max(self.min_last_window_seconds, 1e-9) or full == 0:
-            full += 1
-        return full
+        return n_windows(seconds, self.window_seconds, self.min_last_window_seconds)
 
     def header_windows(self, path: str | Path) -> int | None:
         """Windows expected from the file header (None when the header is unreadable)."""
@@ -174,3 +178,22 @@ class WindowReader:
                 buf_start = keep_from
             if eof and int(round(w * win_in)) >= end:
                 return end
+
+
+def shifted_views(chunk: Chunk, tta: TestTimeShifts, sample_rate: int) -> np.ndarray:
+    """``[k, S, window_samples]``: each window of ``chunk`` at every test-time shift.
+
+    A reader made with ``context_seconds >= tta.reach_seconds`` keeps the audio the shifted
+    windows need; :meth:`TestTimeShifts.starts` places them inside the recording.
+    """
+    if tta.n == 1 or chunk.context is None:
+        return chunk.windows[:, None, :]
+    win = chunk.windows.shape[1]
+    ctx, c0 = chunk.context, chunk.context_start
+    out = np.zeros((len(chunk.windows), tta.n, win), dtype=np.float32)
+    for i in range(len(chunk.windows)):
+        start = (chunk.first_window + i) * win
+        for j, st in enumerate(tta.starts(start, c0 + len(ctx), win, sample_rate)):
+            seg = ctx[st - c0 : st - c0 + win]
+            out[i, j, : len(seg)] = seg
+    return out

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.stats import rankdata
+
+from birdsweep.scoring.context import FileMaxContext
 
 COMBINE_METHODS = ("rank", "mean")
 
@@ -45,3 +49,27 @@ def combine(probs: np.ndarray, method: str = "rank") -> np.ndarray:
     if method == "rank":
         return rank_scale(probs).mean(axis=1, dtype=np.float64).astype(np.float32)
     raise ValueError(f"combine: {method!r} is not one of {COMBINE_METHODS}")
+
+
+def window_scores(
+    probs: np.ndarray,
+    recordings: Sequence[object],
+    method: str = "rank",
+    context: FileMaxContext | None = None,
+) -> np.ndarray:
+    """The score of each window and class: the recording context applied to each model's
+    probabilities, then the models combined. Training's soundscape AUC (the folds of a run) and
+    the scores ``birdsweep infer`` writes (the models of an ensemble) are both this.
+
+    Args:
+        probs: ``[N, M, C]`` probabilities of M models for N windows.
+        recordings: ``N`` recording ids (paths, names or indices), one per window.
+        method: ``"rank"`` | ``"mean"`` (see :func:`combine`).
+        context: recording context (None = each window on its own).
+
+    Returns:
+        ``[N, C]`` float32 scores.
+    """
+    if context is not None:
+        probs = context(probs, recordings)
+    return combine(probs, method)

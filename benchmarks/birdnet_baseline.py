@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from birdsweep.data.audio import AudioError, audio_duration, list_audio_files, load_audio  # noqa: E402
 from birdsweep.data.metadata import load_metadata  # noqa: E402
+from birdsweep.data.windows import WINDOW_SECONDS  # noqa: E402
 from birdsweep.scoring.metric import score_submission  # noqa: E402
 from birdsweep.scoring.submission import submission_table  # noqa: E402
 
@@ -334,7 +335,7 @@ class BaselineConfig:
     train_hop: float = 3.0
     min_chunk_seconds: float = 1.0
     test_hop: float = 1.0
-    window_seconds: float = 5.0
+    window_seconds: float = WINDOW_SECONDS
     C: float = 1e-4
     max_iter: int = 2000
     threads: int = 2

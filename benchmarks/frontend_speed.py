@@ -25,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from birdsweep.data.windows import WINDOW_SECONDS  # noqa: E402
 from birdsweep.features.frontend import BACKENDS, MelFrontend  # noqa: E402
 
 
@@ -89,7 +90,7 @@ def onnx_check(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=WINDOW_SECONDS)
     p.add_argument("--sample-rate", type=int, default=32000)
     p.add_argument("--n-fft", type=int, default=2048)
     p.add_argument("--hop", type=int, default=512)
@@ -114,6 +115,7 @@ def main() -> None:
         n_mels=args.n_mels,
         fmin=args.fmin,
         fmax=args.fmax,
+        normalize="instance",  # the normalisation these timings were taken with
     )
     fes = {b: MelFrontend(backend=b, **kw).eval() for b in BACKENDS}
     with torch.no_grad():

@@ -5,11 +5,12 @@ and report sub-commands) and :func:`train_task`, the Hydra task of ``python run.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 from birdsweep.atomic import WriteError
 
@@ -248,32 +249,66 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``birdsweep`` command."""
-    parser = argparse.ArgumentParser(prog="birdsweep", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The parameter defaults of ``fn``: a flag's default is the library's own."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
 
-    p = sub.add_parser("demo-data", help="write a synthetic BirdCLEF 2025-layout data set")
+
+def _option(p: argparse.ArgumentParser, flag: str, default: Any, text: str, **kw: Any) -> None:
+    """A flag whose default (the library's) ends its help text."""
+    p.add_argument(flag, default=default, help=f"{text} (default %(default)s)", **kw)
+
+
+def _tracking_uri_option(p: argparse.ArgumentParser) -> None:
+    from birdsweep.track.store import DEFAULT_TRACKING_URI_TEXT
+
+    p.add_argument("--tracking-uri", help=f"MLflow URI (default {DEFAULT_TRACKING_URI_TEXT})")
+
+
+def _shifts_option(p: argparse.ArgumentParser, default_text: str) -> None:
+    p.add_argument(
+        "--shifts",
+        type=float,
+        nargs="+",
+        default=None,
+        help=f"test-time shifts in seconds, probabilities averaged{default_text}",
+    )
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+
+
+def _demo_data_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.data.demo import NOISE_PRESETS, generate_demo_dataset
+
+    d = _defaults(generate_demo_dataset)
+    sc = f"{d['soundscape_seconds']} s soundscapes"
     p.add_argument("--out", required=True, help="folder to write")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--classes", type=int, default=24, help="number of species (default 24)")
-    p.add_argument(
-        "--train-soundscapes", type=int, default=6, help="unlabelled 60 s soundscapes (default 6)"
+    _option(p, "--seed", d["seed"], "random seed", type=int)
+    _option(p, "--classes", d["n_classes"], "number of species", type=int)
+    _option(p, "--train-soundscapes", d["n_train_soundscapes"], f"unlabelled {sc}", type=int)
+    more = "more = a steadier soundscape AUC"
+    _option(
+        p, "--test-soundscapes", d["n_test_soundscapes"], f"labelled test {sc}; {more}", type=int
     )
     p.add_argument(
-        "--test-soundscapes",
-        type=int,
-        default=8,
-        help="labelled 60 s test soundscapes (default 8; more = a steadier soundscape AUC)",
-    )
-    p.add_argument(
-        "--noise", choices=["moderate", "hard"], default="moderate", help="soundscape noise level"
+        "--noise", choices=tuple(NOISE_PRESETS), default=d["noise"], help="soundscape noise level"
     )
     p.add_argument("--overwrite", action="store_true", help="rewrite an existing data set")
     p.set_defaults(func=_demo_data)
 
-    p = sub.add_parser("export", help="export the best fold checkpoints as an ONNX CPU ensemble")
+
+def _export_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.export.ensemble import export_ensemble
+    from birdsweep.features.frontend import EXPORT_STFT
+    from birdsweep.scoring.combine import COMBINE_METHODS
+
+    d = _defaults(export_ensemble)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--experiment", help="MLflow experiment: pick its best folds")
     src.add_argument("--runs", nargs="+", help="MLflow run ids (a job run = all its folds)")
@@ -285,14 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pick the best job by this parent-run metric (e.g. cv_macro_auc) and use its folds; "
         "default: best folds by best_val_macro_auc across jobs",
     )
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///outputs/mlflow.db)",
-    )
+    _tracking_uri_option(p)
     p.add_argument("--out", required=True, help="ensemble folder to write")
-    p.add_argument(
-        "--combine", choices=["rank", "mean"], default="rank", help="default combination"
-    )
+    _option(p, "--combine", d["combine"], "default combination", choices=COMBINE_METHODS)
     p.add_argument(
         "--file-max-power",
         type=float,
@@ -300,129 +330,160 @@ def build_parser() -> argparse.ArgumentParser:
         help="recording context of submission scores: window × recording max^POWER per class "
         "(default: the training config's postprocess.power; 0 = off)",
     )
-    p.add_argument(
-        "--shifts",
-        type=float,
-        nargs="+",
-        default=None,
-        help="test-time shifts in seconds, probabilities averaged, e.g. -0.625 0 0.625 "
-        "(default: the training config's tta.seconds; 0 = each window once)",
+    _shifts_option(
+        p,
+        ", e.g. -0.625 0 0.625 (default: the training config's tta.seconds; 0 = each window once)",
     )
     p.add_argument(
         "--separate-graphs", action="store_true", help="one graph per model (no shared front end)"
     )
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    _option(p, "--opset", d["opset"], "ONNX opset", type=int)
     p.add_argument(
         "--legacy-exporter", action="store_true", help="TorchScript exporter instead of dynamo"
     )
-    p.add_argument(
+    _option(
+        p,
         "--stft",
-        choices=["factored", "onnx"],
-        default="factored",
-        help="the front end's STFT in the graph: factored (matrix products, faster in "
-        "onnxruntime; default) or onnx (the STFT operator)",
+        d["stft"],
+        "the front end's STFT in the graph: factored, matrix products (faster in onnxruntime); "
+        "onnx, the STFT operator",
+        choices=EXPORT_STFT,
     )
     p.add_argument(
         "--parity-audio",
         nargs="+",
         help="audio for the parity check (default: training soundscapes)",
     )
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |onnx - torch| probability")
+    _option(p, "--tolerance", d["tolerance"], "max |onnx - torch| probability", type=float)
     p.add_argument("--overwrite", action="store_true", help="replace an ensemble already in --out")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("infer", help="label recordings with an exported ensemble")
+
+def _infer_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.data.windows import WINDOW_SECONDS
+    from birdsweep.infer.ensemble import Ensemble, label_files
+    from birdsweep.infer.output import OUTPUT_FORMATS
+    from birdsweep.scoring.combine import COMBINE_METHODS
+
+    d, ens = _defaults(label_files), _defaults(Ensemble)
     p.add_argument("--model", required=True, help="ensemble folder from birdsweep export")
     p.add_argument("--audio", required=True, nargs="+", help="audio files and/or folders")
     p.add_argument("--out", required=True, help="CSV to write")
-    p.add_argument("--format", choices=["submission", "detections"], default="submission")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default=d["output_format"])
     p.add_argument(
         "--combine",
-        choices=["rank", "mean"],
-        default=None,
+        choices=COMBINE_METHODS,
+        default=d["combine"],
         help="default: the manifest's for submission, mean for detections",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="detections: smallest score kept")
+    _option(p, "--threshold", d["threshold"], "detections: smallest score kept", type=float)
     p.add_argument(
         "--file-max-power",
         type=float,
-        default=None,
+        default=d["file_max_power"],
         help="recording context: window × recording max^POWER per class (default: the "
         "manifest's for a submission, 0 for detections)",
     )
-    p.add_argument(
-        "--shifts",
-        type=float,
-        nargs="+",
-        default=None,
-        help="test-time shifts in seconds, probabilities averaged (default: the manifest's; "
-        "0 = each window once, the fastest)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
-    )
-    p.add_argument("--batch-size", type=int, default=8, help="windows per onnxruntime call")
+    _shifts_option(p, " (default: the manifest's; 0 = each window once, the fastest)")
+    _threads_option(p)
+    _option(p, "--batch-size", ens["batch_size"], "windows per onnxruntime call", type=int)
+    fail = ens["fail_windows"]
     p.add_argument(
         "--fail-windows",
         type=int,
-        default=12,
-        help="rows for an undecodable file without a readable duration (default 12 = 60 s)",
+        default=fail,
+        help="rows for an undecodable file without a readable duration (default %(default)s = "
+        f"{fail * WINDOW_SECONDS:g} s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
 
-    p = sub.add_parser(
-        "pseudo-label", help="soft labels of unlabelled soundscape windows (self-training)"
-    )
+
+def _pseudo_label_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.infer.pseudo import ACTIVATIONS, pseudo_label
+    from birdsweep.scoring.combine import COMBINE_METHODS
+
+    d = _defaults(pseudo_label)
     p.add_argument("--model", required=True, help="ensemble folder from birdsweep export")
     p.add_argument(
         "--audio", required=True, nargs="+", help="unlabelled soundscapes (files and/or folders)"
     )
     p.add_argument("--out", required=True, help="CSV to write (data.pseudo_labels reads it)")
-    p.add_argument("--floor", type=float, default=0.05, help="scores below it are written as 0")
-    p.add_argument(
-        "--threshold", type=float, default=0.5, help="keep windows whose max score is >= this"
-    )
-    p.add_argument(
+    _option(p, "--floor", d["floor"], "scores below it are written as 0", type=float)
+    _option(p, "--threshold", d["threshold"], "keep windows whose max score is >= this", type=float)
+    _option(
+        p,
         "--combine",
-        choices=["mean", "rank"],
-        default="mean",
-        help="mean probability (default: targets need probabilities) or rank average",
+        d["combine"],
+        "mean probability, which targets need, or rank average",
+        choices=COMBINE_METHODS,
     )
-    p.add_argument(
+    _option(
+        p,
         "--activation",
-        choices=["auto", "sigmoid", "softmax"],
-        default="auto",
-        help="auto (default): per model from its training loss in the manifest (softmax for "
-        "loss=ce, sigmoid otherwise); sigmoid: the models' outputs; softmax: per-model softmax "
-        "over classes",
+        d["activation"],
+        "auto: per model from its training loss in the manifest (softmax for loss=ce, sigmoid "
+        "otherwise); sigmoid: the models' outputs; softmax: per-model softmax over classes",
+        choices=ACTIVATIONS,
     )
-    p.add_argument(
-        "--threads", type=int, default=None, help="onnxruntime threads (default: all cores)"
-    )
+    _threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pseudo_label)
 
-    p = sub.add_parser("report", help="error-analysis report (PNGs + one HTML page) of a run")
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.evaluate.report import write_report
+
+    d = _defaults(write_report)
     p.add_argument("--run", required=True, help="MLflow parent run id of a `python run.py` job")
     p.add_argument("--out", required=True, help="folder to write the report into")
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///outputs/mlflow.db)",
-    )
+    _tracking_uri_option(p)
     p.add_argument(
         "--data-root", help="data folder for the data-set page (default: the run's data.root)"
     )
-    p.add_argument("--classes-per-page", type=int, default=24, help="classes per ROC/PR figure")
-    p.add_argument("--top-pairs", type=int, default=20, help="rows of the confused-pairs tables")
+    _option(p, "--classes-per-page", d["classes_per_page"], "classes per ROC/PR figure", type=int)
+    _option(p, "--top-pairs", d["top_pairs"], "rows of the confused-pairs tables", type=int)
     p.add_argument("--no-log", action="store_true", help="do not log the report to the run")
     p.set_defaults(func=_report)
+
+
+# command -> (help, function adding its options). The options read their choices and defaults
+# from the code that defines them, which they import: only the chosen command's are added.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "demo-data": ("write a synthetic BirdCLEF 2025-layout data set", _demo_data_options),
+    "export": ("export the best fold checkpoints as an ONNX CPU ensemble", _export_options),
+    "infer": ("label recordings with an exported ensemble", _infer_options),
+    "pseudo-label": (
+        "soft labels of unlabelled soundscape windows (self-training)",
+        _pseudo_label_options,
+    ),
+    "report": ("error-analysis report (PNGs + one HTML page) of a run", _report_options),
+}
+
+
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``birdsweep`` command.
+
+    Args:
+        commands: the sub-commands whose options are added (None = all). The others are listed
+            with their help line only, so ``birdsweep --help`` imports none of the libraries
+            that define the options' choices and defaults.
+    """
+    parser = argparse.ArgumentParser(prog="birdsweep", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_options) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if commands is None or name in commands:
+            add_options(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``birdsweep`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = [a for a in argv if a in COMMANDS][:1]  # the command comes before its options
+    args = build_parser(chosen).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

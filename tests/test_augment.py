@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from birdsweep.augment.pipeline import AugmentPipeline
-from birdsweep.augment.spec import SpecAugment, SpecMixup, SpecWarp
+from birdsweep.augment.spec import SpecAugment, SpecWarp
 from birdsweep.augment.wave import BackgroundNoise, ColoredNoise, Gain, WaveMixup, mix_at_snr
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -54,7 +54,6 @@ WAVE_TRANSFORMS = {
     "mixup_sum": lambda p: WaveMixup(alpha=0.0, p=p, mode="sum"),
 }
 SPEC_TRANSFORMS = {
-    "specmixup": lambda p: SpecMixup(alpha=0.4, p=p),
     "specaug": lambda p: SpecAugment(5, 4, 2, 2, p=p),
     "specwarp": lambda p: SpecWarp(1.0, (0.8, 1.2), p=p),
 }
@@ -213,19 +212,6 @@ def test_wave_mixup_sum_mode_adds_soft_labels():
     _, t_sum, _ = WaveMixup(p=1.0, mode="sum")(torch.randn(2, 50), target, torch.ones(2))
     assert torch.equal(t_or, torch.tensor([[0.5, 1.0], [0.5, 1.0]]))
     assert torch.equal(t_sum, torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
-
-
-def test_spec_mixup_weights_targets_like_specs():
-    b, c = 6, 6
-    spec = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 1, 4, 5).clone()
-    target = torch.eye(b, c)
-    weight = torch.arange(1.0, b + 1)
-    s2, t2, w2 = SpecMixup(alpha=0.4, p=1.0)(spec, target, weight)
-    assert torch.allclose(t2.sum(1), torch.ones(b))
-    class_value = torch.arange(c, dtype=torch.float32)  # clip k's spec value is k
-    assert torch.allclose(s2[:, 0, 0, 0], t2 @ class_value, atol=1e-5)
-    assert torch.allclose(w2, t2 @ weight, atol=1e-5)
-    assert not torch.equal(t2, target)
 
 
 def test_specaug_masks_some_but_not_all_in_bands():

@@ -146,27 +146,50 @@ def test_val_every_scores_every_nth_and_the_last_epoch(keep, tmp_path, monkeypat
         TrainerSettings(val_every=0)
 
 
-def test_ema_decay_ramps_up_from_the_first_step(tmp_path):
-    """With trainer.ema_decay the average after one step is mostly the trained model, not the
-    random initial weights (a constant 0.999 would keep 99.9 % of them)."""
+def test_ema_decay_evaluates_timms_average_of_the_trajectory(tmp_path, monkeypatch):
+    """With trainer.ema_decay, best.pt and the validation scores are of the moving average of
+    the weights after each step (BatchNorm statistics averaged too, batch counters copied), its
+    decay ramped up as ``min(decay, (1 + step) / (10 + step))``: after the first step the
+    average is mostly the trained model, not the random initial weights (a constant 0.999 would
+    keep 99.9 % of them)."""
     from birdsweep.train.checkpoint import load_checkpoint
-    from birdsweep.train.loop import ema_decay_at
+    from birdsweep.train.loop import predict, weight_average
 
-    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
-    assert ema_decay_at(0.999, 100) == pytest.approx(101 / 110)
-    assert ema_decay_at(0.99, 10_000) == 0.99  # the configured decay once the ramp passes it
+    probe = weight_average(torch.nn.Linear(1, 1), 0.999)
+    assert probe.get_decay(1) == pytest.approx(2 / 11)
+    assert probe.get_decay(100) == pytest.approx(101 / 110)
+    assert weight_average(torch.nn.Linear(1, 1), 0.99).get_decay(10_000) == 0.99
 
     cfg = compose_config([*TINY_MODEL, "data.root=/nonexistent"], root=tmp_path)
     settings = TrainerSettings.from_config(cfg.trainer)
-    settings.epochs, settings.batch_size, settings.progress = 1, B, False  # one step
-    settings.ema_decay = 0.999
+    settings.epochs, settings.batch_size, settings.progress = 4, B, False  # 4 steps
+    settings.keep, settings.ema_decay = "last", 0.999
     model = build(cfg.model, num_classes=C)
-    init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    _fit_tiny(cfg, model, settings, tmp_path / "ck")
-    ck = load_checkpoint(tmp_path / "ck" / "last.pt")
-    trained, ema = ck["state_dict"], ck["ema_state_dict"]
-    moved = [k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, trained[k])]
-    assert moved  # the step changed weights
-    for k in moved:
-        want = torch.lerp(init[k], trained[k], 1.0 - 2 / 11)
-        torch.testing.assert_close(ema[k], want, rtol=1e-5, atol=1e-6)
+    trajectory = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
+    step = FoldTrainer.train_step
+
+    def recorded_step(self, *args, **kwargs):
+        loss = step(self, *args, **kwargs)
+        trajectory.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return loss
+
+    monkeypatch.setattr(FoldTrainer, "train_step", recorded_step)
+    fit = _fit_tiny(cfg, model, settings, tmp_path / "ck")
+    assert len(trajectory) == 5
+    want = trajectory[0]
+    for n, state in enumerate(trajectory[1:], start=1):
+        decay = min(0.999, (1 + n) / (10 + n))
+        want = {k: v.lerp(state[k], 1 - decay) if v.is_floating_point() else state[k]
+                for k, v in want.items()}  # fmt: skip
+    evaluated = load_checkpoint(tmp_path / "ck" / "best.pt")["state_dict"]
+    raw = load_checkpoint(tmp_path / "ck" / "last.pt")["state_dict"]
+    assert all(torch.equal(raw[k], v) for k, v in trajectory[-1].items())
+    assert evaluated.keys() == want.keys()
+    for k, v in want.items():
+        torch.testing.assert_close(evaluated[k], v, rtol=1e-5, atol=1e-7, msg=k)
+    for kind in ("weight", "running_mean", "running_var"):
+        assert any(k.endswith(kind) and not torch.allclose(evaluated[k], raw[k]) for k in raw)
+    averaged = build(cfg.model, num_classes=C)
+    averaged.load_state_dict(evaluated)
+    val = TensorDataset(*_tiny_batch()[:2])
+    np.testing.assert_allclose(fit.val_probs, predict(averaged, val), rtol=1e-5, atol=1e-6)

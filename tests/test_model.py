@@ -10,31 +10,32 @@ import pytest
 import scipy.signal
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from birdsweep.features.dft import FactoredDFTPower, split_size
 from birdsweep.features.frontend import MelFrontend, delta
 from birdsweep.model.heads import AttentionHead
 from birdsweep.model.sed import SEDModel
+from tests.conftest import compose_config
 
 MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 PRESETS = sorted(p.stem for p in MODEL_CONF.glob("*.yaml"))
 SR = 32000
 C = 3
 TINY_BACKBONE = "mobilenetv3_small_050"
+# one channel, hop 320: several frames after the backbone even for a 1 s wave
+TINY_FRONTEND = dict(sample_rate=SR, n_mels=32, hop_length=320, normalize="instance")
 
 
 def build_preset(name: str, **overrides) -> SEDModel:
-    """Instantiate conf/model/<name>.yaml like the lead does (num_classes at instantiate)."""
-    cfg = OmegaConf.create(
-        {"data": {"sample_rate": SR}, "model": OmegaConf.load(MODEL_CONF / f"{name}.yaml")}
-    )
+    """Instantiate conf/model/<name>.yaml like the lead does (composed with its front end from
+    conf/model/frontend, num_classes at instantiate)."""
+    cfg = compose_config([f"model={name}", f"data.sample_rate={SR}"])
     return instantiate(cfg.model, num_classes=C, pretrained=False, **overrides)
 
 
 def tiny_model(seed: int = 0, **kw) -> SEDModel:
     torch.manual_seed(seed)
-    fe = kw.pop("frontend", None) or MelFrontend(sample_rate=SR, n_mels=32)
+    fe = kw.pop("frontend", None) or MelFrontend(**TINY_FRONTEND)
     return SEDModel(C, TINY_BACKBONE, fe, **kw).eval()
 
 
@@ -64,6 +65,7 @@ def test_preset_forward_shapes(name, wave):
 
 def test_backends_agree(wave):
     kw = dict(sample_rate=SR, n_fft=1024, hop_length=320, n_mels=64, fmin=50, fmax=14000)
+    kw["normalize"] = "instance"  # one channel
     fe_t, fe_n = MelFrontend(backend="torch", **kw), MelFrontend(backend="nnaudio", **kw)
     p_t, p_n = fe_t._power_mel(wave), fe_n._power_mel(wave)
     assert ((p_t - p_n).abs().max() / p_n.abs().max()).item() < 1e-4
@@ -90,7 +92,7 @@ def test_instance_norm_and_top_db(wave):
     db = fe(wave * 0.01)[:, 0]  # [B, M, T]
     span = db.amax(dim=(1, 2)) - db.amin(dim=(1, 2))
     assert torch.all(span <= 30.0 + 1e-4)
-    x = MelFrontend(sample_rate=SR, n_mels=32)(wave)[:, 0]
+    x = MelFrontend(**TINY_FRONTEND)(wave)[:, 0]
     assert torch.allclose(x.mean(dim=(1, 2)), torch.zeros(2), atol=1e-4)
     assert torch.allclose(x.std(dim=(1, 2)), torch.ones(2), atol=1e-3)
 
@@ -178,7 +180,7 @@ def test_delta_of_ramp_is_slope():
 
 
 def test_three_channel_mode(wave):
-    fe = MelFrontend(sample_rate=SR, n_mels=32, hop_length=320, channels=3)
+    fe = MelFrontend(sample_rate=SR, n_mels=32, hop_length=320, normalize="instance", channels=3)
     spec = fe(wave)
     assert spec.shape == (2, 3, 32, SR // 320 + 1)
     assert not torch.allclose(spec[:, 0], spec[:, 1])  # deltas are not copies of the mel
@@ -252,7 +254,8 @@ def test_checkpoint_path_round_trip(tmp_path, wave, wrap):
 
 
 def test_checkpoint_backbone_only_adapts_in_chans(tmp_path):
-    rgb = SEDModel(C, TINY_BACKBONE, MelFrontend(sample_rate=SR, n_mels=32), in_chans=3)
+    fe = MelFrontend(**TINY_FRONTEND)
+    rgb = SEDModel(C, TINY_BACKBONE, fe, in_chans=3)
     path = tmp_path / "timm_backbone.pth"
     torch.save(rgb.backbone.state_dict(), path)  # a bare timm state dict, 3 input channels
     mono = tiny_model(checkpoint_path=str(path))

@@ -1,7 +1,7 @@
 """Training augmentations: batch transforms on the device and the pipeline that runs them."""
 
 from birdsweep.augment.pipeline import AugmentPipeline
-from birdsweep.augment.spec import SpecAugment, SpecMixup
+from birdsweep.augment.spec import SpecAugment
 from birdsweep.augment.wave import BackgroundNoise, ColoredNoise, Gain, WaveMixup
 
 __all__ = [
@@ -10,6 +10,5 @@ __all__ = [
     "ColoredNoise",
     "Gain",
     "SpecAugment",
-    "SpecMixup",
     "WaveMixup",
 ]

@@ -12,11 +12,8 @@ import torch.nn.functional as F
 
 from birdsweep.augment._common import (
     as_range,
-    beta,
     check_p,
     coin,
-    expand_like,
-    partner,
     uniform,
 )
 
@@ -30,42 +27,6 @@ def _nothing_to_do(spec: torch.Tensor, p: float, name: str) -> bool:
     if spec.dim() != 4:
         raise ValueError(f"{name}: expected spec [B, ch, M, T], got {tuple(spec.shape)}")
     return False
-
-
-class SpecMixup:
-    """Classic mixup on spectrograms: ``lam ~ Beta(alpha, alpha)`` weights specs, targets, weights.
-
-    Args:
-        alpha: Beta concentration (small values keep ``lam`` near 0 or 1).
-        p: probability that a sample is mixed with a random partner from the batch.
-    """
-
-    def __init__(self, alpha: float = 0.4, p: float = 0.5) -> None:
-        if alpha <= 0:
-            raise ValueError(f"SpecMixup.alpha: must be > 0, got {alpha!r}")
-        self.alpha = float(alpha)
-        self.p = check_p(p, "SpecMixup.p")
-
-    def __call__(self, spec: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> Batch:
-        """Return mixed ``(spec, target, weight)``; shapes and dtypes unchanged."""
-        b = spec.shape[0]
-        if self.p == 0.0 or b < 2:
-            return spec, target, weight
-        dev = spec.device
-        perm = partner(b, dev)
-        lam = beta(b, self.alpha, dev)
-        apply = coin(b, self.p, dev)
-        lam = torch.where(apply, lam, torch.ones_like(lam))
-        ls = expand_like(lam, spec)
-        spec = (ls * spec.float() + (1.0 - ls) * spec[perm].float()).to(spec.dtype)
-        lt = lam[:, None].to(target.dtype)
-        target = lt * target + (1.0 - lt) * target[perm]
-        lw = lam.to(weight.dtype)
-        weight = lw * weight + (1.0 - lw) * weight[perm]
-        return spec, target, weight
-
-    def __repr__(self) -> str:
-        return f"SpecMixup(alpha={self.alpha}, p={self.p})"
 
 
 def _band_mask(b: int, size: int, param: int, n_masks: int, device: torch.device) -> torch.Tensor:

@@ -9,14 +9,12 @@ unchanged; mixup combines them.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from birdsweep.augment._common import (
     as_range,
@@ -27,6 +25,7 @@ from birdsweep.augment._common import (
     partner,
     uniform,
 )
+from birdsweep.data.audio import load_audio
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +150,19 @@ class ColoredNoise:
 
 
 def load_noise_dirs(dirs: Sequence[str | Path], sample_rate: int) -> list[np.ndarray]:
-    """Decode every audio file under ``dirs`` (recursively) to mono float32 at ``sample_rate``.
+    """Decode every audio file under ``dirs`` (recursively) to mono float32 at ``sample_rate``
+    with :func:`birdsweep.data.audio.load_audio`.
 
     Args:
         dirs: folders to search; formats are those soundfile can read (wav, flac, ogg, mp3, ...).
-        sample_rate: target rate; other rates are converted with ``scipy.signal.resample_poly``.
+        sample_rate: target rate; other rates are resampled.
 
     Returns:
         One 1-D float32 array per file, in sorted path order.
+
+    Raises:
+        AudioError: a file that cannot be used (unreadable, empty, NaN samples, truncated),
+            named in the message.
     """
     exts = {f".{k.lower()}" for k in sf.available_formats()}
     clips: list[np.ndarray] = []
@@ -172,13 +176,7 @@ def load_noise_dirs(dirs: Sequence[str | Path], sample_rate: int) -> list[np.nda
         files = sorted(f for f in root.rglob("*") if f.suffix.lower() in exts and f.is_file())
         if not files:
             log.warning("BackgroundNoise: no audio files under %s", root)
-        for f in files:
-            audio, sr = sf.read(f, dtype="float32", always_2d=True)
-            audio = audio.mean(axis=1)
-            if sr != sample_rate:
-                g = math.gcd(int(sr), int(sample_rate))
-                audio = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
-            clips.append(np.ascontiguousarray(audio, dtype=np.float32))
+        clips.extend(load_audio(f, sample_rate) for f in files)
         log.info("BackgroundNoise: %d noise files from %s", len(files), root)
     return clips
 

@@ -93,6 +93,19 @@ def _check_compatible(sources: Sequence[FoldSource], cks: list[dict], cfgs: list
             )
 
 
+def _check_frontend_rate(checkpoint: Path, model: Any, cfg: Any) -> None:
+    """Refuse a model whose front end was built for another rate than ``data.sample_rate``: the
+    ensemble feeds it audio decoded at ``data.sample_rate``, so its mel bands would be wrong."""
+    frontend_rate = getattr(getattr(model, "frontend", None), "sample_rate", None)
+    rate = int(cfg.data.sample_rate)
+    if frontend_rate is not None and int(frontend_rate) != rate:
+        raise ValueError(
+            f"{checkpoint}: model.frontend.sample_rate={frontend_rate} differs from "
+            f"data.sample_rate={rate}; the ensemble decodes audio at data.sample_rate, so train "
+            "with model.frontend.sample_rate=${data.sample_rate} (as conf/model/frontend does)"
+        )
+
+
 def _real_windows(
     files: Sequence[Path], reader: WindowReader, n: int, per_file: int = 2
 ) -> np.ndarray | None:
@@ -184,8 +197,9 @@ def export_ensemble(
         An :class:`ExportResult`.
 
     Raises:
-        ValueError: no sources, label lists / input sizes differ, or ``out_dir`` holds an
-            ensemble and ``overwrite`` is False.
+        ValueError: no sources, label lists / input sizes differ, a front end's
+            ``sample_rate`` is not ``data.sample_rate``, or ``out_dir`` holds an ensemble and
+            ``overwrite`` is False.
         ParityError: ONNX output differs from PyTorch by more than ``tolerance``.
     """
     if not sources:
@@ -213,6 +227,8 @@ def export_ensemble(
                 mod.export_stft = stft
     cks = [ck for _, ck in loaded]
     cfgs = [OmegaConf.create(ck["config"]) for ck in cks]
+    for src, model, cfg in zip(sources, models, cfgs, strict=True):
+        _check_frontend_rate(src.checkpoint, model, cfg)
     _check_compatible(sources, cks, cfgs)
     labels = list(cks[0]["labels"])
     if file_max_power is None:

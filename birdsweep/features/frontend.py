@@ -86,6 +86,9 @@ def delta(x: torch.Tensor, width: int) -> torch.Tensor:
 class MelFrontend(nn.Module):
     """Waveform -> normalised log-mel "image" for a timm backbone.
 
+    The defaults are the default model's front end, ``conf/model/frontend/default.yaml`` (the
+    config is their home; ``tests/test_config_sources.py`` keeps the two equal).
+
     Args:
         sample_rate: Audio sample rate in Hz.
         n_fft: FFT size (Hann window of the same length).
@@ -123,14 +126,14 @@ class MelFrontend(nn.Module):
         self,
         sample_rate: int = 32000,
         n_fft: int = 1024,
-        hop_length: int = 320,
+        hop_length: int = 512,
         n_mels: int = 64,
         fmin: float = 50.0,
         fmax: float = 14000.0,
         backend: str = "torch",
         top_db: float | None = 80.0,
         amin: float = 1e-10,
-        normalize: str = "instance",
+        normalize: str = "dual",
         band_quantile: float = 0.5,
         channels: int = 1,
         delta_width: int = 5,

@@ -13,6 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+# the tracking database under the project root: conf/logger/mlflow.yaml's tracking_uri with
+# conf/paths/default.yaml's output_root (tests/test_config_sources.py keeps them equal)
+TRACKING_DB = "outputs/mlflow.db"
+# what the default is, in words (the ``--tracking-uri`` help of ``birdsweep export`` / ``report``)
+DEFAULT_TRACKING_URI_TEXT = f"$MLFLOW_TRACKING_URI or sqlite:///{TRACKING_DB}"
+
 
 def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI``, else the project's ``sqlite:///<root>/outputs/mlflow.db``.
@@ -23,7 +29,7 @@ def default_tracking_uri() -> str:
     if env:
         return env
     root = Path(os.environ.get("BIRDSWEEP_ROOT", ".")).absolute()
-    return f"sqlite:///{root / 'outputs' / 'mlflow.db'}"
+    return f"sqlite:///{root / TRACKING_DB}"
 
 
 def client(tracking_uri: str, must_exist: bool = True) -> Any:

@@ -1,6 +1,8 @@
-"""Multi-process training helpers (``torchrun``): ranks, gradient averaging, gathering.
+"""Multi-process training helpers (``torchrun``): ranks, the DDP wrapper, gathering.
 
-Everything is a no-op in a single process, so the loop calls these unconditionally.
+Gradients are averaged by :class:`torch.nn.parallel.DistributedDataParallel` (see
+:func:`data_parallel`); everything else here is a no-op in a single process, so the loop calls
+these unconditionally.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +41,13 @@ def init_distributed(backend: str = "gloo") -> DistInfo:
     """Join the process group that ``torchrun`` set up (``WORLD_SIZE`` > 1), else single.
 
     Args:
-        backend: ``gloo`` (CPU) or ``nccl`` (CUDA).
+        backend: ``gloo`` (CPU) or ``nccl`` (CUDA: each rank then uses GPU ``LOCAL_RANK``).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if backend == "nccl":  # trainer.device=cuda means this rank's own GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
@@ -65,22 +70,27 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_module(module: nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
+def data_parallel(module: nn.Module) -> nn.Module:
+    """``module`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` when this
+    process is one of several (else ``module`` itself).
+
+    DDP copies rank 0's parameters and buffers to every rank when it wraps, then averages the
+    gradients of each backward pass through the wrapper's ``forward`` (in buckets, overlapping
+    the backward pass) and copies rank 0's buffers to the others before each forward.
+    ``find_unused_parameters``: timm backbones keep layers that ``forward_features`` does not
+    run (e.g. MobileNetV3's ``conv_head``); their gradients stay ``None``, as in one process.
+    """
+    if not current().enabled:
+        return module
+    return DistributedDataParallel(module, find_unused_parameters=True)
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank (no-op in one process):
+    after a training step each rank's statistics hold its own last batch."""
     if current().enabled:
-        for t in list(module.parameters()) + list(module.buffers()):
+        for t in module.buffers():
             dist.broadcast(t.data, src=0)
-
-
-def average_gradients(module: nn.Module) -> None:
-    """All-reduce and average the gradients of ``module`` across ranks."""
-    info = current()
-    if not info.enabled:
-        return
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(info.world_size)
 
 
 def mean_across_ranks(value: float) -> float:

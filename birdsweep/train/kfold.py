@@ -468,8 +468,7 @@ def _train_fold(
     model = build(cfg.model, num_classes=len(labels))
     if cfg.get("init") and cfg.init.get("from_task"):
         init_from_stage(model, cfg, k, labels)
-    if D.current().enabled:  # same start on every rank, different augmentation draws
-        D.broadcast_module(model)
+    if D.current().enabled:  # different augmentation draws (DDP starts all from rank 0's weights)
         torch.manual_seed(int(cfg.seed) + k + 1000 * D.current().rank)
     if settings.freeze_backbone:
         for part in (model.frontend, model.backbone):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
@@ -27,16 +27,50 @@ from birdsweep.train.checkpoint import load_checkpoint, save_checkpoint
 log = logging.getLogger(__name__)
 
 
-def ema_decay_at(decay: float, step: int) -> float:
-    """The EMA decay used after optimisation step ``step`` (1 = the first):
-    ``min(decay, (1 + step) / (10 + step))``, as TensorFlow's
-    ``ExponentialMovingAverage(num_updates=step)``.
+def weight_average(model: nn.Module, decay: float) -> ModelEmaV3:
+    """timm's exponential moving average of ``model``'s weights (``trainer.ema_decay``).
 
-    A constant ``decay`` keeps ``decay ** step`` of the random initial weights in the average
-    (4 % after 640 steps at 0.995; 20 % after 160 steps at 0.99), a drag on short CPU schedules;
-    with the ramp the first steps mostly copy the model and the initial weights fade out at once.
+    Its ``update(model, step=step)`` after optimisation step ``step`` (1 = the first) averages
+    with the decay ``min(decay, (1 + step) / (10 + step))``, as TensorFlow's
+    ``ExponentialMovingAverage(num_updates=step)``: timm's warm-up ``1 - (1 + s / 9) ** -1``
+    at ``s = step + 1`` (``update_after_step=-2``). A constant ``decay`` keeps ``decay ** step``
+    of the random initial weights in the average (4 % after 640 steps at 0.995; 20 % after 160
+    steps at 0.99), a drag on short CPU schedules; with the ramp the first steps mostly copy
+    the model and the initial weights fade out at once. BatchNorm statistics are averaged like
+    the weights; integer buffers (batch counters) are copied.
     """
-    return min(decay, (1.0 + step) / (10.0 + step))
+    return ModelEmaV3(
+        model,
+        decay=decay,
+        use_warmup=True,
+        warmup_gamma=9.0,
+        warmup_power=1.0,
+        update_after_step=-2,
+    )
+
+
+class TrainForward(nn.Module):
+    """The differentiable part of a training step as one module call, ``(wave, target, weight)
+    -> loss``: front end, spectrogram augmentation, backbone, head and loss.
+
+    Under ``torchrun`` it is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`
+    (:func:`birdsweep.train.distributed.data_parallel`), which averages the gradients of what
+    runs through its ``forward``; ending at the loss lets DDP tell the parameters that got no
+    gradient from the output.
+    """
+
+    def __init__(self, model: nn.Module, spec_aug: Callable, loss_fn: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.spec_aug = spec_aug  # a plain callable: no parameters of its own
+        self.loss_fn = loss_fn
+
+    def forward(
+        self, wave: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        spec = self.model.frontend(wave)
+        spec, target, weight = self.spec_aug(spec, target, weight)
+        return self.loss_fn(self.model.forward_spec(spec), target, weight)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -224,6 +258,8 @@ class FoldTrainer:
         self.s = settings
         self.dir = Path(checkpoint_dir)
         self.extra = dict(extra_state or {})
+        # under torchrun: DDP, which starts every rank from rank 0's weights
+        self.train_forward = D.data_parallel(TrainForward(self.model, aug.spec, loss_fn))
 
     def _state(self, model: nn.Module, epoch: int, auc: float) -> dict[str, Any]:
         return {
@@ -291,11 +327,7 @@ class FoldTrainer:
         )
         steps_per_epoch = max(1, len(loader))
         optimizer, scheduler, scaler = self.make_optimization(steps_per_epoch * s.epochs)
-        ema = None
-        if s.ema_decay:
-            ema = copy.deepcopy(self.model).eval()
-            for p in ema.parameters():
-                p.requires_grad_(False)
+        ema = weight_average(self.model, s.ema_decay) if s.ema_decay else None
 
         start_epoch, best = 0, FitResult(best_epoch=-1, best_auc=-math.inf)
         epochs = s.epochs  # re-planned after each epoch when trainer.max_minutes is set
@@ -310,7 +342,7 @@ class FoldTrainer:
                 scheduler = self.scheduler_factory(optimizer, total_steps=steps_per_epoch * epochs)
             scheduler.load_state_dict(ck["scheduler"])
             if ema is not None and "ema_state_dict" in ck:
-                ema.load_state_dict(ck["ema_state_dict"])
+                ema.module.load_state_dict(ck["ema_state_dict"])
             torch.set_rng_state(ck["rng"])
             gen.set_state(ck["loader_rng"])
             start_epoch = int(ck["epoch"]) + 1
@@ -355,10 +387,11 @@ class FoldTrainer:
                         steps_per_epoch * epochs,
                         scheduler.last_epoch,
                     )
-            eval_model = ema if ema is not None else self.model
+            eval_model = ema.module if ema is not None else self.model
             validated = (epoch + 1) % int(s.val_every) == 0 or epoch + 1 >= epochs
             auc, probs = float("nan"), None
             if validated:
+                D.broadcast_buffers(eval_model)  # every rank scores with rank 0's statistics
                 shard = Subset(val_ds, D.shard_indices(len(val_ds)).tolist())
                 probs = D.gather_rows(
                     predict(eval_model, shard, s.eval_batch_size, self.device, s.amp)
@@ -392,7 +425,7 @@ class FoldTrainer:
                 train_seconds=spent,
             )
             if ema is not None:
-                last["ema_state_dict"] = {k: v.cpu() for k, v in ema.state_dict().items()}
+                last["ema_state_dict"] = {k: v.cpu() for k, v in eval_model.state_dict().items()}
             if dist.is_main:
                 save_checkpoint(last_path, last)
             D.barrier()
@@ -409,7 +442,7 @@ class FoldTrainer:
 
     def _train_epoch(self, loader, optimizer, scheduler, scaler, ema, desc) -> float:
         s, model = self.s, self.model
-        model.train()
+        self.train_forward.train()  # the model and, under torchrun, its DDP wrapper
         if s.freeze_backbone:
             model.backbone.eval()  # frozen: keep BatchNorm statistics as loaded
         total, count = 0.0, 0
@@ -434,21 +467,19 @@ class FoldTrainer:
         optimizer: Any,
         scheduler: Any,
         scaler: torch.amp.GradScaler,
-        ema: nn.Module | None = None,
+        ema: ModelEmaV3 | None = None,
         desc: str = "train",
     ) -> float:
         """One optimisation step on a batch: augment, mel (fp32), forward (autocast when
-        ``amp``), loss, backward, clip, step; returns the batch loss."""
+        ``amp``), loss, backward (gradients averaged over ranks under torchrun), clip, step,
+        weight average; returns the batch loss."""
         s, model = self.s, self.model
         wave = wave.to(self.device, non_blocking=True)
         target = target.to(self.device, non_blocking=True)
         weight = weight.to(self.device, non_blocking=True)
         wave, target, weight = self.aug.wave(wave, target, weight)
         with _autocast(self.device, s.amp):
-            spec = model.frontend(wave)
-            spec, target, weight = self.aug.spec(spec, target, weight)
-            out = model.forward_spec(spec)
-            loss = self.loss_fn(out, target, weight)
+            loss = self.train_forward(wave, target, weight)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{desc}: loss is {loss.item()}; lower optimizer.lr "
@@ -456,7 +487,6 @@ class FoldTrainer:
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        D.average_gradients(model)
         if s.grad_clip:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
@@ -464,13 +494,5 @@ class FoldTrainer:
         scaler.update()
         scheduler.step()
         if ema is not None:
-            decay = ema_decay_at(s.ema_decay, scheduler.last_epoch)
-            with torch.no_grad():
-                for pe, pm in zip(
-                    ema.state_dict().values(), model.state_dict().values(), strict=True
-                ):
-                    if pe.dtype.is_floating_point:
-                        pe.lerp_(pm, 1.0 - decay)
-                    else:
-                        pe.copy_(pm)
+            ema.update(model, step=scheduler.last_epoch)
         return loss.item()

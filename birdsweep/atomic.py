@@ -132,8 +132,11 @@ def write_error(path: str | Path, exc: BaseException) -> WriteError | None:
     return WriteError(code, f"cannot write {path}: {reason} ({where})")
 
 
-def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(file_obj)`` on a temp file next to ``path``, then rename it into place.
+def atomic_write_via(
+    path: str | Path, write_to: Callable[[Path], Any], suffix: str = ".tmp"
+) -> None:
+    """Call ``write_to(temp_path)`` (a writer that takes a file name, e.g. ``torch.onnx.export``)
+    on a temp file next to ``path``, fsync it, then rename it into place.
 
     Raises:
         WriteError: the write failed (disk full, quota, I/O error), naming ``path`` and the
@@ -142,10 +145,10 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> N
     path = Path(path)
     tmp: Path | None = None
     try:
-        fd, tmp = temp_file_next_to(path)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        fd, tmp = temp_file_next_to(path, suffix=suffix)
+        os.close(fd)
+        write_to(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -156,6 +159,17 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> N
         if clear is not None and clear is not exc:
             raise clear from exc
         raise
+
+
+def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file_obj)`` on a temp file next to ``path``, then rename it into place
+    (errors as :func:`atomic_write_via`)."""
+
+    def write_to(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    atomic_write_via(path, write_to)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from birdsweep.atomic import temp_file_next_to
+from birdsweep.atomic import atomic_write_via
 from birdsweep.config import build_artefact_model, refuse_interpolations
 from birdsweep.model.sed import window_score
 from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME
@@ -151,27 +150,24 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     example = (torch.randn(2, window_samples) * 0.1,)
-    fd, tmp = temp_file_next_to(path, suffix=".onnx")  # the mode open() would give
-    os.close(fd)
     noisy = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript", "torch.onnx")]
     levels = [lg.level for lg in noisy]
-    try:
-        for lg in noisy:  # the exporter logs every graph pass at INFO
-            lg.setLevel(logging.WARNING)
+    if dynamo:
+        axes = dict(
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=max(opset, 18),
+            external_data=False,
+            verbose=False,
+        )
+    else:
+        axes = dict(
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+        )
+
+    def write_to(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            if dynamo:
-                axes = dict(
-                    dynamic_shapes=({0: torch.export.Dim("batch")},),
-                    opset_version=max(opset, 18),
-                    external_data=False,
-                    verbose=False,
-                )
-            else:
-                axes = dict(
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                    opset_version=opset,
-                )
             torch.onnx.export(
                 module,
                 example,
@@ -181,9 +177,12 @@ def export_onnx(
                 dynamo=dynamo,
                 **axes,
             )
-        os.replace(tmp, path)
+
+    try:
+        for lg in noisy:  # the exporter logs every graph pass at INFO
+            lg.setLevel(logging.WARNING)
+        atomic_write_via(path, write_to, suffix=".onnx")
     finally:
-        Path(tmp).unlink(missing_ok=True)
         for lg, level in zip(noisy, levels, strict=True):
             lg.setLevel(level)
     log.info("exported %s (%.1f MB)", path, path.stat().st_size / 2**20)

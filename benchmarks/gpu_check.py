@@ -43,7 +43,7 @@ from birdsweep.export.ensemble import export_ensemble  # noqa: E402
 from birdsweep.export.select import select_checkpoints  # noqa: E402
 from birdsweep.infer.ensemble import Ensemble  # noqa: E402
 from birdsweep.scoring.metric import macro_auc  # noqa: E402
-from birdsweep.train.kfold import load_fold_model  # noqa: E402
+from birdsweep.train.checkpoint import load_model  # noqa: E402
 from birdsweep.train.loop import FoldTrainer, TrainerSettings, predict  # noqa: E402
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
@@ -172,7 +172,7 @@ def parity(preset: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     onnx = Ensemble.load(root / f"ensemble_{preset}").predict_windows(windows)  # [N, M, C]
     probs: dict[str, list[np.ndarray]] = {"gpu_fp32": [], "gpu_amp": [], "cpu_fp32": []}
     for m in man["models"]:
-        model = load_fold_model(cfg, m["checkpoint"], len(data.meta.labels))
+        model = load_model(m["checkpoint"])[0]
         probs["gpu_fp32"].append(predict(model, ds, 64, args.device, amp=False))
         probs["gpu_amp"].append(predict(model, ds, 64, args.device, amp=True))
         probs["cpu_fp32"].append(predict(model, ds, 64, "cpu", amp=False))

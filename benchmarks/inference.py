@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 from birdsweep.data.audio import list_audio_files, load_audio  # noqa: E402
 from birdsweep.data.windows import WINDOW_SECONDS, window_samples  # noqa: E402
 from birdsweep.export.ensemble import export_ensemble  # noqa: E402
-from birdsweep.export.graph import load_model  # noqa: E402
 from birdsweep.export.select import select_checkpoints  # noqa: E402
 from birdsweep.infer.ensemble import Ensemble  # noqa: E402
 from birdsweep.infer.output import write_table  # noqa: E402
@@ -49,7 +48,7 @@ from birdsweep.scoring.combine import combine  # noqa: E402
 from birdsweep.scoring.manifest import MANIFEST  # noqa: E402
 from birdsweep.scoring.metric import score_submission  # noqa: E402
 from birdsweep.scoring.submission import INDEX_NAMES, submission_table  # noqa: E402
-from birdsweep.train.checkpoint import save_checkpoint  # noqa: E402
+from birdsweep.train.checkpoint import load_model, save_checkpoint  # noqa: E402
 
 log = logging.getLogger("bench")
 

@@ -29,8 +29,10 @@ from birdsweep.data.dataset import Windows  # noqa: E402
 from birdsweep.data.prepare import prepare_data  # noqa: E402
 from birdsweep.model.sed import READOUTS, window_logits  # noqa: E402
 from birdsweep.scoring.metric import macro_auc  # noqa: E402
-from birdsweep.train.checkpoint import load_checkpoint  # noqa: E402
-from birdsweep.train.kfold import load_fold_model  # noqa: E402
+from birdsweep.train.checkpoint import (
+    load_checkpoint,  # noqa: E402
+    load_model,  # noqa: E402
+)
 
 
 def score_readouts(checkpoint: Path, data_cache: dict) -> dict[str, float]:
@@ -43,7 +45,7 @@ def score_readouts(checkpoint: Path, data_cache: dict) -> dict[str, float]:
     sc = data.soundscapes
     if sc is None or not len(sc.items):
         raise ValueError(f"{checkpoint}: its data set {key} has no labelled soundscapes")
-    model = load_fold_model(cfg, checkpoint, len(data.meta.labels))
+    model = load_model(checkpoint)[0]
     win = int(round(float(cfg.data.window_seconds) * data.sample_rate))
     loader = torch.utils.data.DataLoader(Windows(sc.cache, sc.items, sc.targets, win), 64)
     outs: dict[str, list[torch.Tensor]] = {"clip": [], "frame": []}

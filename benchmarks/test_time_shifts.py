@@ -26,8 +26,10 @@ from birdsweep.data.prepare import prepare_data  # noqa: E402
 from birdsweep.scoring.context import FileMaxContext  # noqa: E402
 from birdsweep.scoring.metric import macro_auc  # noqa: E402
 from birdsweep.scoring.shifts import TestTimeShifts  # noqa: E402
-from birdsweep.train.checkpoint import load_checkpoint  # noqa: E402
-from birdsweep.train.kfold import load_fold_model  # noqa: E402
+from birdsweep.train.checkpoint import (
+    load_checkpoint,  # noqa: E402
+    load_model,  # noqa: E402
+)
 from birdsweep.train.soundscapes import (  # noqa: E402
     score_soundscapes,
     soundscape_files,
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             if sc is None or not len(sc.items):
                 raise SystemExit(f"{ckpt}: its data set {key} has no labelled soundscapes")
             sr, labels = data_cache[key].sample_rate, data_cache[key].meta.labels
-            model = load_fold_model(cfg, ckpt, len(labels))
+            model = load_model(ckpt)[0]
             secs = float(cfg.data.window_seconds)
             for name, shifts in SHIFT_SETS.items():
                 tta = TestTimeShifts(shifts)

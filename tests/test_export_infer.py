@@ -17,15 +17,13 @@ from birdsweep.cli import main
 from birdsweep.config import build
 from birdsweep.data.audio import list_audio_files, load_audio
 from birdsweep.export.ensemble import export_ensemble
-from birdsweep.export.graph import load_model
 from birdsweep.export.select import select_checkpoints, select_from_mlflow
 from birdsweep.infer.ensemble import Ensemble, label_files
 from birdsweep.scoring.combine import combine
 from birdsweep.scoring.context import FileMaxContext
 from birdsweep.scoring.metric import macro_auc, per_class_auc, score_submission
 from birdsweep.scoring.stream import WindowReader
-from birdsweep.train.checkpoint import save_checkpoint
-from birdsweep.train.kfold import load_fold_model
+from birdsweep.train.checkpoint import load_model, save_checkpoint
 
 LABELS = ["aaa", "bbb", "ccc"]
 
@@ -117,7 +115,7 @@ def test_export_from_mlflow_writes_manifest_and_logs_run(trained, exported):
 def _torch_window_probs(cfg, checkpoints, files, n_classes, shifts=(0.0,)):
     """[N, M, C] PyTorch probabilities of every 5 s window, averaged over windows moved by
     ``shifts`` seconds (kept inside the file), row ids in file/window order."""
-    models = [load_fold_model(cfg, c, n_classes) for c in checkpoints]
+    models = [load_model(c)[0] for c in checkpoints]
     sr, win = int(cfg.data.sample_rate), int(5 * cfg.data.sample_rate)
     probs, row_ids = [], []
     with torch.inference_mode():

@@ -30,10 +30,9 @@ from birdsweep.config import (
     build_artefact_model,
 )
 from birdsweep.export.ensemble import ParityError, export_ensemble, recover_interrupted_export
-from birdsweep.export.graph import load_model
 from birdsweep.export.select import select_checkpoints
 from birdsweep.infer.ensemble import Ensemble
-from birdsweep.train.checkpoint import save_checkpoint
+from birdsweep.train.checkpoint import load_model, save_checkpoint
 
 FRONTEND = {"_target_": "birdsweep.features.frontend.MelFrontend", "n_mels": 32}
 MODEL = {

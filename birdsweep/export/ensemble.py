@@ -25,7 +25,6 @@ from birdsweep.export.graph import (
     export_onnx,
     frontend_signature,
     group_by_frontend,
-    load_model,
     max_abs_diff,
 )
 from birdsweep.export.select import FoldSource
@@ -43,6 +42,7 @@ from birdsweep.scoring.manifest import (
 from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME, onnx_session
 from birdsweep.scoring.shifts import TestTimeShifts
 from birdsweep.scoring.stream import WindowReader
+from birdsweep.train.checkpoint import load_model
 
 log = logging.getLogger(__name__)
 

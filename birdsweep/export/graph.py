@@ -16,52 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from birdsweep.atomic import atomic_write_via
-from birdsweep.config import build_artefact_model, refuse_interpolations
 from birdsweep.model.sed import window_score
 from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME
-from birdsweep.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a fold model from its checkpoint (config, labels and weights inside it).
-
-    ``model.pretrained`` / ``model.checkpoint_path`` are switched off while building: the
-    checkpoint's own weights replace them, and no download or extra file is needed.
-
-    Args:
-        checkpoint: a fold ``best.pt`` written by ``run_kfold``.
-
-    Returns:
-        ``(model in eval mode, checkpoint dict)``.
-
-    The stored config may only name birdsweep's registered model and front end
-    (:func:`birdsweep.config.build_artefact_model`): a shared checkpoint never chooses what
-    code runs.
-
-    Raises:
-        ValueError: the checkpoint lacks ``labels`` or ``config``, or its config is refused
-            (:class:`birdsweep.config.UntrustedConfigError`).
-    """
-    ck = load_checkpoint(checkpoint)
-    for key in ("labels", "config"):
-        if key not in ck:
-            raise ValueError(
-                f"{checkpoint}: checkpoint has no {key!r}; only fold checkpoints written by "
-                "python run.py (best.pt) can be exported"
-            )
-    cfg = OmegaConf.create(ck["config"])
-    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
-        raise ValueError(f"{checkpoint}: the checkpoint's config has no 'model' section")
-    refuse_interpolations(cfg, str(checkpoint))
-    model = build_artefact_model(cfg.model, str(checkpoint), num_classes=len(ck["labels"]))
-    model.load_state_dict(ck["state_dict"])
-    return model.eval(), ck
 
 
 def frontend_signature(model: nn.Module) -> str | None:

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from birdsweep.atomic import atomic_write_bytes
+from birdsweep.config import build_artefact_model, refuse_interpolations
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -38,3 +41,39 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a birdsweep checkpoint (no 'state_dict' key)")
     return ckpt
+
+
+def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a fold model from its checkpoint (config, labels and weights inside it).
+
+    ``model.pretrained`` / ``model.checkpoint_path`` are switched off while building: the
+    checkpoint's own weights replace them, and no download or extra file is needed.
+
+    Args:
+        checkpoint: a fold ``best.pt`` written by ``run_kfold``.
+
+    Returns:
+        ``(model in eval mode, checkpoint dict)``.
+
+    The stored config may only name birdsweep's registered model and front end
+    (:func:`birdsweep.config.build_artefact_model`): a shared checkpoint never chooses what
+    code runs.
+
+    Raises:
+        ValueError: the checkpoint lacks ``labels`` or ``config``, or its config is refused
+            (:class:`birdsweep.config.UntrustedConfigError`).
+    """
+    ck = load_checkpoint(checkpoint)
+    for key in ("labels", "config"):
+        if key not in ck:
+            raise ValueError(
+                f"{checkpoint}: checkpoint has no {key!r}; only fold checkpoints written by "
+                "python run.py (best.pt) can be exported"
+            )
+    cfg = OmegaConf.create(ck["config"])
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
+        raise ValueError(f"{checkpoint}: the checkpoint's config has no 'model' section")
+    refuse_interpolations(cfg, str(checkpoint))
+    model = build_artefact_model(cfg.model, str(checkpoint), num_classes=len(ck["labels"]))
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck

@@ -25,7 +25,7 @@ from birdsweep.data.windows import window_samples
 from birdsweep.scoring.context import FileMaxContext
 from birdsweep.scoring.metric import macro_auc, per_class_auc
 from birdsweep.train import distributed as D
-from birdsweep.train.checkpoint import load_checkpoint
+from birdsweep.train.checkpoint import load_checkpoint, load_model
 from birdsweep.train.fold_pool import train_folds_in_workers, worker_threads
 from birdsweep.train.loop import FoldTrainer, TrainerSettings
 from birdsweep.train.soundscapes import (
@@ -548,14 +548,6 @@ def init_from_stage(model: torch.nn.Module, cfg: DictConfig, fold: int, labels: 
     log.info("fold %d starts from %s", fold, path)
 
 
-def load_fold_model(cfg: DictConfig, checkpoint: str | Path, num_classes: int) -> torch.nn.Module:
-    """Rebuild the model of ``cfg.model`` and load a fold checkpoint into it (eval mode)."""
-    # the checkpoint holds every weight: never fetch or load the initial ones again
-    model = build(cfg.model, num_classes=num_classes, pretrained=False, checkpoint_path=None)
-    model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
-    return model.eval()
-
-
 def _clips_per_class(clips: pd.DataFrame, labels: list[str]) -> np.ndarray:
     """Clips of each label (primary labels of ``clips``), in ``labels`` order."""
     counts = clips["primary_label"].value_counts()
@@ -568,7 +560,7 @@ def _score_fold_soundscapes(
     """Fold ``fold_dir``'s best model on every window of the labelled soundscapes."""
     labels = data.meta.labels
     return score_soundscapes(
-        load_fold_model(cfg, fold_dir / "best.pt", len(labels)),
+        load_model(fold_dir / "best.pt")[0],
         soundscape_files(data.soundscapes),
         labels,
         data.sample_rate,

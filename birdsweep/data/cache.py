@@ -38,7 +38,9 @@ DTYPE = np.float16
 CACHE_VERSION = 2  # 2: truncated files are refused (1, unversioned, cached them short)
 
 
-def _stat(path: str) -> tuple[int, int]:
+def file_stat(path: str) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file, ``(-1, -1)`` when it cannot be read (what the cache
+    and the data fingerprint key on)."""
     try:
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
@@ -172,7 +174,7 @@ def _build_locked(
         except Exception as exc:  # a broken cache is rebuilt, never trusted
             log.warning("%s: unreadable cache (%s); rebuilding", folder, exc)
 
-    stats = {p: _stat(p) for p in paths}
+    stats = {p: file_stat(p) for p in paths}
     reuse: dict[str, int] = {}
     if old is not None:
         for p in paths:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from birdsweep.data.audio import list_audio_files
-from birdsweep.data.cache import AudioCache, _stat, build_audio_cache
+from birdsweep.data.cache import AudioCache, build_audio_cache, file_stat
 from birdsweep.data.folds import assign_folds
 from birdsweep.data.metadata import DataError, Metadata, load_metadata
 from birdsweep.data.windows import parse_row_id, row_start, window_samples
@@ -58,11 +58,11 @@ class PreparedData:
         reused only when it matches (relabelled, added, dropped or edited clips retrain)."""
         clips = self.clips[["path", "label_idx", "secondary_idx", "rating", "fold"]]
         parts: list[Any] = [self.meta.labels, self.sample_rate]
-        parts += [[*row, *_stat(row[0])] for row in clips.itertuples(index=False, name=None)]
-        parts += [[p, *_stat(p)] for p in self.noise_paths]
+        parts += [[*row, *file_stat(row[0])] for row in clips.itertuples(index=False, name=None)]
+        parts += [[p, *file_stat(p)] for p in self.noise_paths]
         if self.pseudo is not None:
             parts += [self.pseudo.row_ids, self.pseudo.targets.round(6).tolist()]
-            parts += [[p, *_stat(p)] for p in sorted({p for p, _ in self.pseudo.items})]
+            parts += [[p, *file_stat(p)] for p in sorted({p for p, _ in self.pseudo.items})]
         blob = json.dumps(parts, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:16]
 

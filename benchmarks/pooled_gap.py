@@ -3,11 +3,12 @@ real-recording table in benchmarks/README.md).
 
 Reads every run under a checkpoint folder (``<root>/outputs/checkpoints/<key>/``: the fold
 checkpoints and ``predictions.npz`` that ``benchmarks/default_recipe.py`` leaves), groups them by
-data set and ``model.backbone``, and prints each set's soundscape macro AUC of both and the mean
+data set and ``model.backbone`` (``backbone@epochs`` names one schedule of it), and prints each set's soundscape macro AUC of both and the mean
 gap over the sets with a 95 % bootstrap interval: whole test soundscapes are resampled within
 each set, both systems are scored on each resample, and the per-set gaps are averaged::
 
     python benchmarks/pooled_gap.py outputs/benchmarks/real mobilenetv4_conv_small tf_efficientnet_lite0
+    python benchmarks/pooled_gap.py outputs/benchmarks/real tf_efficientnet_lite0@40 tf_efficientnet_lite0@25
 """
 
 from __future__ import annotations
@@ -26,12 +27,19 @@ from birdsweep.train.checkpoint import load_checkpoint  # noqa: E402
 
 
 def runs_by_set_and_backbone(root: Path) -> dict[tuple[str, str], np.lib.npyio.NpzFile]:
-    """``(data set folder name, backbone) -> predictions.npz`` of every run under ``root``."""
-    runs = {}
+    """``(data set folder name, name) -> predictions.npz`` of every run under ``root``, each run
+    under two names: its backbone and ``backbone@epochs`` (when a backbone was run with several
+    schedules, the plain name is the one with the most epochs)."""
+    runs, epochs_of = {}, {}
     for pred in sorted((root / "outputs" / "checkpoints").glob("*/predictions.npz")):
         config = load_checkpoint(pred.parent / "fold0" / "best.pt")["config"]
         cfg = yaml.safe_load(config) if isinstance(config, str) else config
-        runs[(Path(cfg["data"]["root"]).name, cfg["model"]["backbone"])] = np.load(pred)
+        data_set, backbone = Path(cfg["data"]["root"]).name, cfg["model"]["backbone"]
+        epochs = int(cfg["trainer"]["epochs"])
+        runs[(data_set, f"{backbone}@{epochs}")] = np.load(pred)
+        if epochs >= epochs_of.get((data_set, backbone), -1):
+            epochs_of[(data_set, backbone)] = epochs
+            runs[(data_set, backbone)] = runs[(data_set, f"{backbone}@{epochs}")]
     return runs
 
 

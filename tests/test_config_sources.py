@@ -6,7 +6,7 @@
 - every loss option takes the shared keys of ``conf/loss/base/sed.yaml``;
 - the ``birdsweep`` command's choices and defaults are those of the code that defines them;
 - ``default_tracking_uri()`` is ``conf/logger/mlflow.yaml``'s URI;
-- export refuses a front end built for another sample rate than ``data.sample_rate``.
+- training and export refuse a front end built for another sample rate than ``data.sample_rate``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from birdsweep.infer.pseudo import ACTIVATIONS, pseudo_label
 from birdsweep.scoring.combine import COMBINE_METHODS
 from birdsweep.track.store import default_tracking_uri
 from birdsweep.train.checkpoint import save_checkpoint
+from birdsweep.train.kfold import run_kfold
 from birdsweep.train.losses import SEDLoss
+from birdsweep.train.validate import ConfigError, validate_config
 from tests.conftest import CONF, TINY_MODEL, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,3 +200,14 @@ def test_export_refuses_a_frontend_built_for_another_sample_rate(tmp_path, caplo
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert "\n" not in line and str(ck) in line
     assert "model.frontend.sample_rate=16000" in line and "data.sample_rate=32000" in line
+
+
+def test_training_refuses_a_frontend_built_for_another_sample_rate(tmp_path):
+    cfg = compose_config(
+        [*TINY_MODEL, "model.frontend.sample_rate=16000", "model.frontend.fmax=8000"],
+        root=tmp_path,
+    )
+    with pytest.raises(ConfigError, match=r"model\.frontend\.sample_rate=16000.*32000"):
+        run_kfold(cfg)
+    assert not (tmp_path / "outputs" / "checkpoints").exists()  # refused before any work
+    validate_config(compose_config(TINY_MODEL, root=tmp_path))  # ${data.sample_rate} passes

@@ -53,6 +53,17 @@ def validate_config(cfg: DictConfig) -> None:
     _check(float(d.window_seconds) > 0, "data.window_seconds", d.window_seconds, "must be > 0")
     _check(float(d.crop_seconds) > 0, "data.crop_seconds", d.crop_seconds, "must be > 0")
     _check(int(d.sample_rate) >= 8000, "data.sample_rate", d.sample_rate, "must be >= 8000 Hz")
+    frontend = cfg.model.get("frontend") or {}
+    if frontend.get("sample_rate") is not None:
+        # the model's mel bands are built for this rate; training and the exported ensemble
+        # feed it audio decoded at data.sample_rate (export refuses the mismatch too)
+        _check(
+            int(frontend.sample_rate) == int(d.sample_rate),
+            "model.frontend.sample_rate",
+            frontend.sample_rate,
+            f"must equal data.sample_rate={d.sample_rate} (audio is decoded at that rate); "
+            "leave it at ${data.sample_rate} as conf/model/frontend does",
+        )
     _check(
         int(d.val_windows_per_clip) >= 1,
         "data.val_windows_per_clip",

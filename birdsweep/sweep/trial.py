@@ -18,14 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from birdsweep.sweep.storage import open_storage
+from birdsweep.track.sweep_runs import STUDY_TAG, TRIAL_TAG
 from birdsweep.train.kfold import FoldResult, StopJob
 
 log = logging.getLogger(__name__)
 
 # the only targets a ``sweep_trial.pruner`` config may name
 PRUNER_TARGETS = ["optuna.pruners.*"]
-# MLflow tags on a trial's parent run (the sweeper adds ``state``)
-STUDY_TAG, TRIAL_TAG, STATE_TAG = "optuna_study", "optuna_trial", "state"
 # Optuna trial user attributes: set by the job when it prunes itself ...
 PRUNED_ATTR = "pruned_after_folds"
 # ... and by the sweeper

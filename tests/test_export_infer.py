@@ -110,6 +110,8 @@ def test_export_from_mlflow_writes_manifest_and_logs_run(trained, exported):
     assert [s.checkpoint for s in one] == [by_job[1].checkpoint]
     with pytest.raises(ValueError, match="no such MLflow experiment"):
         select_from_mlflow(uri, experiment="nope")
+    with pytest.raises(ValueError, match="--runs 'f00'.*no such MLflow run"):
+        select_from_mlflow(uri, run_ids=["f00"])
 
 
 def _torch_window_probs(cfg, checkpoints, files, n_classes, shifts=(0.0,)):

@@ -74,7 +74,7 @@ def load_run(run_id: str, tracking_uri: str, dst: str | Path) -> RunArtifacts:
     """
     client = store.client(tracking_uri, must_exist=False)
     run = store.get_run(client, run_id, tracking_uri)
-    have = {a.path for a in client.list_artifacts(run_id)}
+    have = store.artifact_names(client, run_id)
     need = ["predictions.npz", "per_class_auc.csv"]
     missing = [n for n in need if n not in have]
     if missing:

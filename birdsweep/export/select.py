@@ -173,12 +173,12 @@ def select_from_mlflow(
     client = store.client(tracking_uri)
     sources: list[FoldSource] = []
     if experiment is not None:
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
+        exp_id = store.experiment_id(client, experiment)
+        if exp_id is None:
             raise ValueError(
                 f"--experiment {experiment!r}: no such MLflow experiment at {tracking_uri}"
             )
-        runs = store.all_runs(client, [exp.experiment_id])
+        runs = store.all_runs(client, [exp_id])
         parents = {r.info.run_id: r for r in runs if PARENT_TAG not in r.data.tags}
         children = [r for r in runs if PARENT_TAG in r.data.tags]
         if metric:
@@ -200,12 +200,7 @@ def select_from_mlflow(
         where = f"experiment {experiment!r}"
     else:
         for rid in run_ids or []:
-            try:
-                run = client.get_run(rid)
-            except Exception as exc:
-                raise ValueError(
-                    f"--runs {rid}: no such MLflow run at {tracking_uri} ({exc})"
-                ) from exc
+            run = store.get_run(client, rid, tracking_uri, flag="--runs")
             if PARENT_TAG in run.data.tags:
                 s = _fold_source(run)
                 if s is None:

@@ -64,11 +64,11 @@ def all_runs(client: Any, experiment_ids: list[str], filter_string: str = "") ->
             return runs
 
 
-def get_run(client: Any, run_id: str, tracking_uri: str) -> Any:
+def get_run(client: Any, run_id: str, tracking_uri: str, flag: str = "--run") -> Any:
     """The run ``run_id``.
 
     Raises:
-        ValueError: no such run at ``tracking_uri`` (naming ``--run`` and the URI).
+        ValueError: no such run at ``tracking_uri`` (naming ``flag``, the id and the URI).
     """
     from mlflow.exceptions import MlflowException
 
@@ -76,9 +76,20 @@ def get_run(client: Any, run_id: str, tracking_uri: str) -> Any:
         return client.get_run(run_id)
     except MlflowException as exc:
         raise ValueError(
-            f"--run {run_id!r}: no such MLflow run at {tracking_uri} ({exc.message}); "
+            f"{flag} {run_id!r}: no such MLflow run at {tracking_uri} ({exc.message}); "
             "check --tracking-uri and the id (mlflow ui lists runs)"
         ) from exc
+
+
+def experiment_id(client: Any, name: str) -> str | None:
+    """The id of the experiment called ``name`` (None when there is none)."""
+    exp = client.get_experiment_by_name(name)
+    return None if exp is None else exp.experiment_id
+
+
+def artifact_names(client: Any, run_id: str) -> set[str]:
+    """The paths of a run's top-level artifacts."""
+    return {a.path for a in client.list_artifacts(run_id)}
 
 
 @contextlib.contextmanager

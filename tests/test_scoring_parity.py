@@ -1,5 +1,6 @@
 """One scoring path: the soundscape AUC a training run logs is the AUC of the ``submission.csv``
-that ``birdsweep infer`` writes from an export of the same folds with the same settings."""
+that ``birdsweep infer`` writes from an export of the same folds with the same settings, with the
+folds' probabilities averaged (``mean``) or their ranks (``rank``)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,11 @@ def test_training_soundscape_auc_is_the_auc_of_the_submission(tiny_run, tmp_path
         f"(PyTorch vs onnxruntime), the closest positive/negative pair by {gap:.2e}"
     )
     assert diff < 1e-5
+
+    # the folds rank-averaged instead: training logs that AUC too, infer --combine rank writes it
+    ranked = tmp_path / "ranked.csv"
+    rc = main(["infer", "--model", str(ens), "--audio", str(root / "test_soundscapes"),
+               "--out", str(ranked), "--combine", "rank", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    logged_rank = run.data.metrics["soundscape_macro_auc_rank"]
+    assert abs(score_submission(solution, pd.read_csv(ranked)) - logged_rank) <= 1e-6

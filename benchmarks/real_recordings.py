@@ -50,11 +50,10 @@ from birdsweep.data.demo import (
     TAXONOMY_COLUMNS,
     TRAIN_COLUMNS,
     WINDOW_SECONDS,
-    _add,
-    _rms,
-    _write_ogg,
     write_window_labels,
 )
+from birdsweep.data.demo.layout import write_ogg
+from birdsweep.data.demo.synth import add_at, rms
 from birdsweep.data.windows import row_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -512,13 +511,13 @@ def _background(pool: list[Sound], n: int, sr: int, rng: np.random.Generator) ->
         want = int(rng.uniform(8, 30) * sr)
         start = int(rng.integers(0, max(1, len(a) - want)))
         seg = a[start : start + want].astype(np.float64)
-        seg = seg / _rms(seg) * 10 ** (rng.uniform(-3, 3) / 20)
+        seg = seg / rms(seg) * 10 ** (rng.uniform(-3, 3) / 20)
         ramp = np.ones(len(seg))
         k = min(fade, len(seg) // 2)
         if k:
             ramp[:k] = np.linspace(0, 1, k)
             ramp[-k:] = np.linspace(1, 0, k)
-        _add(y, seg * ramp, max(0, pos - k))
+        add_at(y, seg * ramp, max(0, pos - k))
         pos += len(seg) - k
     return y
 
@@ -581,7 +580,7 @@ def build_set(
             s = snd.source
             stem = "".join(ch if ch.isalnum() else "_" for ch in f"{s.group}_{Path(snd.rel).stem}")
             fname = f"{c}/{stem}.ogg"
-            _write_ogg(out / "train_audio" / fname, snd.audio, sr)
+            write_ogg(out / "train_audio" / fname, snd.audio, sr)
             rows.append(
                 {
                     "primary_label": c,
@@ -606,7 +605,7 @@ def build_set(
     n = soundscape_seconds * sr
     for k in range(n_train_soundscapes):
         y = _background(amb_train, n, sr, _set_rng(seed, spec.name, 100 + k))
-        _write_ogg(out / "train_soundscapes" / f"ambient_{k:02d}.ogg", _level(y), sr)
+        write_ogg(out / "train_soundscapes" / f"ambient_{k:02d}.ogg", _level(y), sr)
     used += [(snd, "ambient_train", snd.source.label) for snd in amb_train]
 
     # --- labelled test soundscapes: held-out groups' calls over held-out ambience
@@ -643,8 +642,8 @@ def build_set(
             start = int(rng.integers(0, max(1, n - len(call))))
             end = min(n, start + len(call))
             snr = float(rng.uniform(*spec.snr_db))
-            gain = _rms(bg[start:end]) * 10 ** (snr / 20) / _rms(call[: end - start])
-            _add(y, call * gain, start)
+            gain = rms(bg[start:end]) * 10 ** (snr / 20) / rms(call[: end - start])
+            add_at(y, call * gain, start)
             a, b = start / sr, end / sr
             if label:
                 events.append((label, a, b))
@@ -659,7 +658,7 @@ def build_set(
                     "group": snd.source.group,
                 }
             )
-        _write_ogg(out / "test_soundscapes" / f"{stem}.ogg", _level(y), sr)
+        write_ogg(out / "test_soundscapes" / f"{stem}.ogg", _level(y), sr)
         all_events.append(events)
 
     ends = range(WINDOW_SECONDS, soundscape_seconds + 1, WINDOW_SECONDS)
@@ -707,7 +706,7 @@ def build_set(
 
 def _level(y: np.ndarray) -> np.ndarray:
     """Scale to about -26 dBFS RMS, peaks below 0.95 (as the demo's soundscapes)."""
-    y = y * (0.05 / _rms(y))
+    y = y * (0.05 / rms(y))
     peak = float(np.max(np.abs(y)))
     return y * (0.95 / peak) if peak > 0.95 else y
 

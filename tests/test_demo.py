@@ -13,6 +13,10 @@ import soundfile as sf
 
 from birdsweep.data import demo
 from birdsweep.data.demo import generate_demo_dataset
+from birdsweep.data.demo.layout import _S_SPECIES
+from birdsweep.data.demo.plan import _clip_counts, _train_rows
+from birdsweep.data.demo.scenes import _render_call
+from birdsweep.data.demo.species import _make_species, _sample_params
 
 TINY = dict(
     n_classes=6,
@@ -160,7 +164,7 @@ def test_species_stable_when_adding_classes() -> None:
         used: set[str] = set()
         out: list[demo.Species] = []
         for i in range(n):
-            out.append(demo._make_species(0, demo._S_SPECIES, i, out, used))
+            out.append(_make_species(0, _S_SPECIES, i, out, used))
         return out
 
     small, big = make(6), make(10)
@@ -171,11 +175,11 @@ def test_secondary_share_and_families() -> None:
     used: set[str] = set()
     species: list[demo.Species] = []
     for i in range(40):
-        species.append(demo._make_species(3, demo._S_SPECIES, i, species, used))
+        species.append(_make_species(3, _S_SPECIES, i, species, used))
     assert len({s.family for s in species}) >= 12
     assert any(s.sibling_of for s in species), "expected some confusable near-copies"
     rng = np.random.default_rng(0)
-    rows = demo._train_rows(species, demo._clip_counts(40, 14, rng), rng)
+    rows = _train_rows(species, _clip_counts(40, 14, rng), rng)
     share = np.mean([r["secondary_labels"] != "[]" for r in rows])
     assert 0.03 < share < 0.25
 
@@ -184,8 +188,8 @@ def test_every_family_synthesises() -> None:
     assert len(demo.FAMILIES) >= 20
     rng = np.random.default_rng(0)
     for name, fam in demo.FAMILIES.items():
-        sp = demo.Species(0, "x", 0, "", "", fam.class_name, name, demo._sample_params(name, rng))
-        y = demo._render_call(sp, rng, 32000)
+        sp = demo.Species(0, "x", 0, "", "", fam.class_name, name, _sample_params(name, rng))
+        y = _render_call(sp, rng, 32000)
         assert y.ndim == 1 and len(y) > 50 and np.isfinite(y).all(), name
         assert abs(np.sqrt(np.mean(y**2)) - 1.0) < 1e-6, name
         spec = np.abs(np.fft.rfft(y)) ** 2

@@ -24,10 +24,7 @@ Modules, each importing only those above it:
 - ``layout``: writing the folder (CSVs, Ogg audio, README, marker), ``generate_demo_dataset``.
 """
 
-# Private names are re-exported as `_x as _x` for tests/test_demo.py and
-# benchmarks/real_recordings.py.
 from birdsweep.data.demo.families import FAMILIES, CallFamily
-from birdsweep.data.demo.layout import _S_SPECIES as _S_SPECIES
 from birdsweep.data.demo.layout import (
     GENERATOR_VERSION,
     MARKER,
@@ -35,22 +32,13 @@ from birdsweep.data.demo.layout import (
     TRAIN_COLUMNS,
     generate_demo_dataset,
 )
-from birdsweep.data.demo.layout import _write_ogg as _write_ogg
-from birdsweep.data.demo.plan import _clip_counts as _clip_counts
-from birdsweep.data.demo.plan import _train_rows as _train_rows
 from birdsweep.data.demo.scenes import (
     NOISE_PRESETS,
     WINDOW_SECONDS,
     NoisePreset,
     write_window_labels,
 )
-from birdsweep.data.demo.scenes import _render_call as _render_call
-from birdsweep.data.demo.scenes import _window_labels as _window_labels
 from birdsweep.data.demo.species import Species
-from birdsweep.data.demo.species import _make_species as _make_species
-from birdsweep.data.demo.species import _sample_params as _sample_params
-from birdsweep.data.demo.synth import _add as _add
-from birdsweep.data.demo.synth import _rms as _rms
 
 __all__ = [
     "FAMILIES",

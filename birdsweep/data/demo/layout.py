@@ -64,7 +64,8 @@ _S_SPECIES, _S_PLAN, _S_CLIP, _S_SOUNDSCAPE, _S_DISTRACTOR = 1, 2, 3, 4, 5
 _DISTRACTOR_INDEX0 = 1_000_000  # generation indices of distractor species (never in taxonomy)
 
 
-def _write_ogg(path: Path, y: np.ndarray, sr: int) -> None:
+def write_ogg(path: Path, y: np.ndarray, sr: int) -> None:
+    """Write mono float audio as Ogg Vorbis (parent folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), y.astype(np.float32), sr, format="OGG", subtype="VORBIS")
 
@@ -260,13 +261,13 @@ def _generate(root: Path, p: dict, progress: bool) -> dict:
         lo, hi, median = CLIP_SECONDS
         seconds = float(np.clip(np.exp(rng.normal(np.log(median), 0.6)), lo, hi))
         y = _render_clip(sp, r["_secondary"], seconds, sr, rng)
-        _write_ogg(root / "train_audio" / r["filename"], y, sr)
+        write_ogg(root / "train_audio" / r["filename"], y, sr)
 
     def soundscape_job(split: int, k: int, stem: str, folder: str):
         rng = np.random.default_rng([seed, _S_SOUNDSCAPE, split, k])
         must = test_must.get(stem, [])
         y, events = _render_soundscape(secs, sr, rng, communities[stem], must, distractors, preset)
-        _write_ogg(root / folder / f"{stem}.ogg", y, sr)
+        write_ogg(root / folder / f"{stem}.ogg", y, sr)
         return events
 
     (root / "train_soundscapes").mkdir()

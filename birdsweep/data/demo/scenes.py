@@ -15,14 +15,14 @@ from birdsweep.atomic import atomic_write_text
 from birdsweep.data.demo.families import FAMILIES
 from birdsweep.data.demo.species import Species
 from birdsweep.data.demo.synth import (
-    _add,
     _band_noise,
     _coloured_noise,
     _env,
     _n,
-    _rms,
     _shaped_noise,
     _smooth_random,
+    add_at,
+    rms,
 )
 from birdsweep.data.windows import WINDOW_SECONDS as _SCORING_WINDOW
 
@@ -73,7 +73,7 @@ def _render_call(sp: Species, rng: np.random.Generator, sr: int) -> np.ndarray:
             v = v * rf
         p[k] = v
     x = FAMILIES[sp.family].synth(p, rng, sr)
-    return x / _rms(x)
+    return x / rms(x)
 
 
 def _render_sequence(
@@ -91,7 +91,7 @@ def _render_sequence(
             if spans:
                 break
             call = call[: n - t] * _env(n - t, sr, 0.001, 0.05)  # first call must be kept
-        _add(y, call, t)
+        add_at(y, call, t)
         spans.append((t, t + len(call)))
         gap = sp.params["gap"] * np.exp(rng.normal(0.0, 0.4))
         if pauses and rng.random() < 0.15:
@@ -108,15 +108,15 @@ def _render_clip(
     y = np.zeros(n)
     lead = _n(rng.uniform(0.0, min(1.0, 0.2 * seconds)), sr)
     calls, _ = _render_sequence(sp, rng, sr, (n - lead) / sr, pauses=True)
-    _add(y, calls, lead)
+    add_at(y, calls, lead)
     for other in secondary:
         for _ in range(int(rng.integers(1, 4))):
             call = _render_call(other, rng, sr) * 10 ** (rng.uniform(-12.0, -3.0) / 20)
-            _add(y, call, int(rng.integers(0, max(1, n - len(call)))))
+            add_at(y, call, int(rng.integers(0, max(1, n - len(call)))))
     bg = _coloured_noise(n, rng.uniform(0.5, 1.5), sr, rng)
     if rng.random() < 0.5:
         bg = bg + rng.uniform(0.3, 1.0) * _wind(n, sr, rng)
-    y += bg / _rms(bg) * 10 ** (-rng.uniform(*CLIP_SNR_DB) / 20)
+    y += bg / rms(bg) * 10 ** (-rng.uniform(*CLIP_SNR_DB) / 20)
     return y / np.max(np.abs(y)) * rng.uniform(0.3, 0.9)
 
 
@@ -125,7 +125,7 @@ def _wind(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     fc = rng.uniform(150.0, 600.0)
     x = _shaped_noise(n, sr, rng, lambda f: 1.0 / (1 + (f / fc) ** 4))
     x = x * _smooth_random(n, sr, rng.uniform(1.0, 4.0), 0.6, rng)
-    return x / _rms(x)
+    return x / rms(x)
 
 
 def _rain(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -136,7 +136,7 @@ def _rain(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     m = _n(0.004, sr)
     kernel = rng.standard_normal(m) * np.exp(-np.arange(m) / (m / 4))
     x = fftconvolve(drops, kernel)[:n]
-    return x / _rms(x)
+    return x / rms(x)
 
 
 def _chorus(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -146,7 +146,7 @@ def _chorus(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     swell = _smooth_random(n, sr, rng.uniform(2.0, 6.0), 0.4, rng)
     x = _band_noise(n, rng.uniform(2000.0, 8000.0), rng.uniform(150.0, 600.0), sr, rng)
     x = x * pulse * swell
-    return x / _rms(x)
+    return x / rms(x)
 
 
 def _background(n: int, sr: int, rng: np.random.Generator, preset: NoisePreset) -> np.ndarray:
@@ -172,7 +172,7 @@ def _render_soundscape(
     """A noisy soundscape; returns (audio, labelled bouts as (label, start s, end s))."""
     n = seconds * sr
     y = _background(n, sr, rng, preset)
-    bg_rms = _rms(y)
+    bg_rms = rms(y)
     n_win = seconds // WINDOW_SECONDS
     max_k = len(preset.species_per_window) - 1
     queue = [must[i] for i in rng.permutation(len(must))]
@@ -184,7 +184,7 @@ def _render_soundscape(
         used = np.concatenate([audio[a:b] for a, b in spans])
         snr = rng.uniform(*preset.snr_db)
         s0 = _n(start, sr)
-        _add(y, audio * bg_rms * 10 ** (snr / 20) / _rms(used), s0)
+        add_at(y, audio * bg_rms * 10 ** (snr / 20) / rms(used), s0)
         return start + spans[0][0] / sr, min(seconds, start + spans[-1][1] / sr)
 
     for w in range(n_win):
@@ -199,7 +199,7 @@ def _render_soundscape(
         if distractors and rng.random() < preset.distractor_prob:
             bout(distractors[int(rng.integers(len(distractors)))], w)
 
-    y *= 0.05 / _rms(y)  # about -26 dBFS
+    y *= 0.05 / rms(y)  # about -26 dBFS
     peak = np.max(np.abs(y))
     if peak > 0.95:
         y *= 0.95 / peak

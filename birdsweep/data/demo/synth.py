@@ -20,7 +20,8 @@ def _n(seconds: float, sr: int) -> int:
     return max(1, int(round(seconds * sr)))
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square (never 0)."""
     return float(np.sqrt(np.mean(np.square(x)) + 1e-20))
 
 
@@ -66,7 +67,7 @@ def _shaped_noise(
     spec = sfft.rfft(rng.standard_normal(m))
     spec *= gain(sfft.rfftfreq(m, 1.0 / sr))
     x = sfft.irfft(spec, m)[:n]
-    return x / _rms(x)
+    return x / rms(x)
 
 
 def _band_noise(n: int, fc: float, bw: float, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +97,7 @@ def _smooth_random(n: int, sr: int, period: float, sd: float, rng: np.random.Gen
     return np.interp(np.arange(n) / sr / period, np.arange(k), pts)
 
 
-def _add(y: np.ndarray, x: np.ndarray, start: int) -> None:
+def add_at(y: np.ndarray, x: np.ndarray, start: int) -> None:
     """Add x into y at sample `start`, clipped to y's bounds."""
     if start >= len(y) or start + len(x) <= 0:
         return
@@ -253,7 +254,7 @@ def _syn_mammal_grunt(p, rng, sr):
     f = p["f0"] * (1 - 0.15 * t)
     voiced = _harmonics(f, np.ones(int(round(p["n_harm"]))), sr, rng, fmax=MAMMAL_FMAX)
     breath = p["noise"] * _band_noise(n, 350.0, 500.0, sr, rng)
-    return (voiced / _rms(voiced) + breath) * _env(n, sr, 0.02, 0.06)
+    return (voiced / rms(voiced) + breath) * _env(n, sr, 0.02, 0.06)
 
 
 def _syn_mammal_howl(p, rng, sr):
@@ -270,4 +271,4 @@ def _syn_mammal_bark(p, rng, sr):
     voiced = _harmonics(np.full(n, p["f0"]), amps, sr, rng, fmax=MAMMAL_FMAX)
     burst = p["noise"] * _band_noise(n, 500.0, 600.0, sr, rng)
     decay = np.exp(-np.arange(n) / n * 3)
-    return (voiced / _rms(voiced) + burst) * decay * _env(n, sr, 0.005, 0.02)
+    return (voiced / rms(voiced) + burst) * decay * _env(n, sr, 0.005, 0.02)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,27 +219,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     dist = D.init_distributed(settings.dist_backend)
-    if not dist.is_main:  # rank 0 generates/decodes first; the others then reuse its cache
-        logging.getLogger("birdsweep").setLevel(logging.WARNING)  # rank 0 reports
-        D.barrier()
-    data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), settings.progress)
-    if dist.is_main:
-        D.barrier()
-    labels = data.meta.labels
-    fingerprint = data.fingerprint()
-    chash = run_key(cfg, fingerprint)
-    if cfg.get("init") and cfg.init.get("from_task"):  # a new earlier stage means new folds
-        prev = stage_pointer(cfg, cfg.init.from_task)
-        prev_dir = json.loads(prev.read_text())["checkpoint_dir"] if prev.is_file() else ""
-        chash = hashlib.sha1(f"{chash}|{prev_dir}".encode()).hexdigest()[:16]
+    data = _prepare_once(cfg, settings, dist.is_main)
+    chash, fingerprint = _job_key(cfg, data)
     ckpt_root = Path(str(cfg.paths.checkpoint_dir)).absolute() / chash
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    folds = (
-        list(cfg.data.folds)
-        if cfg.data.get("folds") is not None
-        else list(range(int(cfg.data.n_folds)))
-    )
-
     tracker = build(
         cfg.logger,
         **({} if dist.is_main else {"enabled": False}),
@@ -253,15 +235,9 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
     tracker.close_stale({"config_hash": chash, "task_name": str(cfg.task_name)})
     context = context_of(cfg)
     shifts_of(cfg).validate(float(cfg.data.window_seconds))  # before any fold trains
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     tracker.start(params=OmegaConf.to_container(cfg, resolve=True), config_yaml=config_yaml)
-    noise = functools.cache(
-        lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
-    )  # decoded once, on the first fold that needs it
-    oof_probs: list[np.ndarray] = []
-    oof_targets: list[np.ndarray] = []
-    sc_probs: list[SoundscapeProbs] = []  # per fold: every soundscape window
-    results: list[FoldResult] = []
-    train_counts: list[np.ndarray] = []  # per fold: training clips of each class
+    done = _Folds()
     status = "FAILED"
     try:
         tracker.log_metrics(
@@ -269,97 +245,168 @@ def run_kfold(cfg: DictConfig, on_fold_end: FoldCallback | None = None) -> KFold
         )
         if len(data.bad_files):
             tracker.log_dataframe(data.bad_files, "bad_audio_files.csv")
-        workers = int(settings.fold_workers) if not dist.enabled else 1
-        pending = [
-            k
-            for k in folds
-            if not (settings.resume and (fold_dir_of(ckpt_root, k) / RESULT).is_file())
-        ]
-        fresh: set[int] = set()  # folds trained by the workers of this run
-        for k in folds:
-            fold_dir = fold_dir_of(ckpt_root, k)
-            wave = [j for j in pending if j not in fresh][:workers]
-            if workers > 1 and k in wave and len(wave) > 1:  # the next folds, side by side
-                train_folds_in_workers(
-                    cfg,
-                    {j: fold_dir_of(ckpt_root, j) for j in wave},
-                    train_fold_files,
-                    worker_threads(workers, settings.threads),
-                    settings.progress,
-                )
-                fresh.update(wave)
-            train_rows = data.clips[data.clips["fold"] != k]
-            val_targets = _val_set(cfg, data, k)[1]
-            with tracker.child(f"fold{k}", tags={"fold": k}):
-                tracker.log_params(
-                    {"fold": k, "n_train": len(train_rows), "n_val_windows": len(val_targets)}
-                )
-                if (settings.resume or k in fresh) and (fold_dir / RESULT).is_file():
-                    out = read_fold_files(fold_dir, soundscapes=k in fresh)
-                    out.result.reused = k not in fresh
-                    for e, h in enumerate(out.result.history):
-                        tracker.log_metrics(h, step=e)
-                    if out.result.reused:
-                        log.info("fold %d: reusing finished fold from %s", k, fold_dir)
-                else:
-                    log_epoch = lambda e, m: tracker.log_metrics(m, step=e)  # noqa: E731
-                    out = train_fold_files(cfg, k, fold_dir, log_epoch, data, noise)
-                res, probs = out.result, out.val_probs
-                if data.soundscapes is not None:
-                    if out.soundscapes is None:  # a reused fold: scored with this run's tta
-                        out.soundscapes = _score_fold_soundscapes(cfg, data, fold_dir, settings)
-                    sc_probs.append(out.soundscapes)
-                    res.soundscape_macro_auc = _fold_soundscape_auc(data, out.soundscapes, context)
-                tracker.set_tags({"checkpoint": res.checkpoint})
-                tracker.log_metrics(
-                    {
-                        "best_val_macro_auc": res.val_macro_auc,
-                        "best_epoch": res.best_epoch,
-                        "soundscape_macro_auc": res.soundscape_macro_auc,
-                        "fold_seconds": res.seconds,
-                    }
-                )
-            oof_probs.append(probs)
-            oof_targets.append(val_targets)
-            train_counts.append(_clips_per_class(train_rows, labels))
-            results.append(res)
-            running = float(np.mean([r.val_macro_auc for r in results]))
-            tracker.log_metrics({"cv_macro_auc_running": running}, step=len(results))
+        noise = functools.cache(
+            lambda: data.noise_clips(int(cfg.data.decode_workers), settings.progress)
+        )  # decoded once, on the first fold that needs it
+        for k, fresh in _folds_in_waves(cfg, ckpt_root, settings, not dist.enabled):
+            out = _tracked_fold(cfg, data, k, fold_dir_of(ckpt_root, k), fresh, tracker, noise)
+            done.add(out, _val_set(cfg, data, k)[1], data.clips[data.clips["fold"] != k], data)
+            running = float(np.mean([r.val_macro_auc for r in done.results]))
+            tracker.log_metrics({"cv_macro_auc_running": running}, step=len(done.results))
             if on_fold_end is not None:
-                on_fold_end(k, running, res)
-        pointer = stage_pointer(cfg, str(cfg.task_name))
-        summary = _summarise(
-            data,
-            results,
-            np.concatenate(oof_probs),
-            np.concatenate(oof_targets),
-            sc_probs,
-            context,
-            np.stack(train_counts),
-            ckpt_root,
-            tracker,
-        )
+                on_fold_end(k, running, out.result)
+        summary = _summarise(data, done, context, ckpt_root, tracker)
         if dist.is_main:
-            atomic_write_json(
-                pointer,
-                {
-                    "checkpoint_dir": str(ckpt_root),
-                    "cv_macro_auc": summary.cv_macro_auc,
-                    "run_id": summary.run_id,
-                    "labels": list(labels),
-                },
-            )
+            _write_stage_pointer(cfg, ckpt_root, summary, data.meta.labels)
         status = "FINISHED"
         return summary
     except StopJob as exc:
         status = "KILLED"
-        tracker.set_tags({"state": exc.state, "stopped_after_folds": len(results)})
+        tracker.set_tags({"state": exc.state, "stopped_after_folds": len(done.results)})
         raise
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         tracker.end(status)
+
+
+def _prepare_once(cfg: DictConfig, settings: TrainerSettings, is_main: bool) -> PreparedData:
+    """The prepared data; under DDP rank 0 generates/decodes first and the other ranks then
+    reuse its cache (and stay quiet: rank 0 reports)."""
+    if not is_main:
+        logging.getLogger("birdsweep").setLevel(logging.WARNING)
+        D.barrier()
+    data = prepare_data(cfg.data, cfg.paths.cache_dir, int(cfg.seed), settings.progress)
+    if is_main:
+        D.barrier()
+    return data
+
+
+def _job_key(cfg: DictConfig, data: PreparedData) -> tuple[str, str]:
+    """``(checkpoint folder key, data fingerprint)``: :func:`run_key`, and for a later stage of a
+    chain (``init.from_task``) the folder of the stage it starts from too (new earlier folds
+    mean new folds here)."""
+    fingerprint = data.fingerprint()
+    key = run_key(cfg, fingerprint)
+    if cfg.get("init") and cfg.init.get("from_task"):
+        prev = stage_pointer(cfg, cfg.init.from_task)
+        prev_dir = json.loads(prev.read_text())["checkpoint_dir"] if prev.is_file() else ""
+        key = hashlib.sha1(f"{key}|{prev_dir}".encode()).hexdigest()[:16]
+    return key, fingerprint
+
+
+def _folds_in_waves(
+    cfg: DictConfig, ckpt_root: Path, settings: TrainerSettings, workers: bool = True
+) -> Iterator[tuple[int, bool]]:
+    """Each fold of the job in order, as ``(fold, trained by this job's workers)``.
+
+    With ``trainer.fold_workers`` > 1 (and ``workers``), the next unfinished folds are first
+    trained side by side in worker processes, a wave at a time; the caller then reads their
+    files. Otherwise (and for a lone fold left) the caller trains the fold itself.
+    """
+    folds = (
+        list(cfg.data.folds)
+        if cfg.data.get("folds") is not None
+        else list(range(int(cfg.data.n_folds)))
+    )
+    n = int(settings.fold_workers) if workers else 1
+    pending = [
+        k for k in folds if not (settings.resume and (fold_dir_of(ckpt_root, k) / RESULT).is_file())
+    ]
+    fresh: set[int] = set()
+    for k in folds:
+        wave = [j for j in pending if j not in fresh][:n]
+        if n > 1 and k in wave and len(wave) > 1:
+            train_folds_in_workers(
+                cfg,
+                {j: fold_dir_of(ckpt_root, j) for j in wave},
+                train_fold_files,
+                worker_threads(n, settings.threads),
+                settings.progress,
+            )
+            fresh.update(wave)
+        yield k, k in fresh
+
+
+def _tracked_fold(
+    cfg: DictConfig,
+    data: PreparedData,
+    k: int,
+    fold_dir: Path,
+    fresh: bool,
+    tracker: Any,
+    noise: Callable[[], list[np.ndarray]],
+) -> FoldOutput:
+    """Fold ``k`` in its MLflow child run: its files read back (trained by the workers, or
+    finished earlier and reused) or trained here; its soundscapes scored; its metrics logged."""
+    settings = TrainerSettings.from_config(cfg.trainer)
+    with tracker.child(f"fold{k}", tags={"fold": k}):
+        n_train = int((data.clips["fold"] != k).sum())
+        n_val = len(_val_set(cfg, data, k)[1])
+        tracker.log_params({"fold": k, "n_train": n_train, "n_val_windows": n_val})
+        if (settings.resume or fresh) and (fold_dir / RESULT).is_file():
+            out = read_fold_files(fold_dir, soundscapes=fresh)
+            out.result.reused = not fresh
+            for e, h in enumerate(out.result.history):
+                tracker.log_metrics(h, step=e)
+            if out.result.reused:
+                log.info("fold %d: reusing finished fold from %s", k, fold_dir)
+        else:
+            log_epoch = lambda e, m: tracker.log_metrics(m, step=e)  # noqa: E731
+            out = train_fold_files(cfg, k, fold_dir, log_epoch, data, noise)
+        res = out.result
+        if data.soundscapes is not None:
+            if out.soundscapes is None:  # a reused fold: scored with this run's tta
+                out.soundscapes = _score_fold_soundscapes(cfg, data, fold_dir, settings)
+            res.soundscape_macro_auc = _fold_soundscape_auc(data, out.soundscapes, context_of(cfg))
+        tracker.set_tags({"checkpoint": res.checkpoint})
+        tracker.log_metrics(
+            {
+                "best_val_macro_auc": res.val_macro_auc,
+                "best_epoch": res.best_epoch,
+                "soundscape_macro_auc": res.soundscape_macro_auc,
+                "fold_seconds": res.seconds,
+            }
+        )
+    return out
+
+
+@dataclass
+class _Folds:
+    """The finished folds of a job, in order: what the summary is computed from."""
+
+    results: list[FoldResult] = field(default_factory=list)
+    oof_probs: list[np.ndarray] = field(default_factory=list)  # held-out windows' probabilities
+    oof_targets: list[np.ndarray] = field(default_factory=list)
+    soundscapes: list[SoundscapeProbs] = field(default_factory=list)  # every soundscape window
+    train_counts: list[np.ndarray] = field(default_factory=list)  # training clips per class
+
+    def add(
+        self, out: FoldOutput, val_targets: np.ndarray, train_rows: pd.DataFrame, data: Any
+    ) -> None:
+        """Add one fold's output, its held-out targets and its training clips."""
+        self.results.append(out.result)
+        self.oof_probs.append(out.val_probs)
+        self.oof_targets.append(val_targets)
+        self.train_counts.append(_clips_per_class(train_rows, data.meta.labels))
+        if out.soundscapes is not None:
+            self.soundscapes.append(out.soundscapes)
+
+
+def _write_stage_pointer(
+    cfg: DictConfig, ckpt_root: Path, summary: KFoldSummary, labels: list[str]
+) -> None:
+    """Record where this task's folds are, for a later stage's ``init.from_task``."""
+    atomic_write_json(
+        stage_pointer(cfg, str(cfg.task_name)),
+        {
+            "checkpoint_dir": str(ckpt_root),
+            "cv_macro_auc": summary.cv_macro_auc,
+            "run_id": summary.run_id,
+            "labels": list(labels),
+        },
+    )
 
 
 def _fold_objects(
@@ -584,15 +631,16 @@ def _fold_soundscape_auc(
 
 def _summarise(
     data: PreparedData,
-    results: list[FoldResult],
-    oof_probs: np.ndarray,
-    oof_targets: np.ndarray,
-    sc_probs: list[SoundscapeProbs],
+    done: _Folds,
     context: FileMaxContext,
-    train_counts: np.ndarray,
     ckpt_root: Path,
     tracker: Any,
 ) -> KFoldSummary:
+    """The job's metrics over its folds (CV, out-of-fold, the fold ensemble on the labelled
+    soundscapes), logged with the per-class table, ``folds.csv`` and ``predictions.npz``."""
+    results, sc_probs = done.results, done.soundscapes
+    oof_probs, oof_targets = np.concatenate(done.oof_probs), np.concatenate(done.oof_targets)
+    train_counts = np.stack(done.train_counts)
     labels = data.meta.labels
     aucs = np.array([r.val_macro_auc for r in results], dtype=float)
     cv, cv_std = float(np.nanmean(aucs)), float(np.nanstd(aucs))

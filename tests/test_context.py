@@ -55,3 +55,29 @@ def test_bad_power_and_lengths_are_refused():
         FileMaxContext(-1.0)
     with pytest.raises(ValueError, match="2 recording ids for 3 windows"):
         FileMaxContext(1.0)(np.zeros((3, 2)), ["a", "b"])
+
+
+def test_smoothing_is_a_weighted_mean_of_neighbours_within_each_recording():
+    files = ["a"] * 4 + ["b"] * 2
+    p = np.array([[0.0], [1.0], [0.0], [0.0], [1.0], [0.0]])
+    out = FileMaxContext(0.0, (0.25, 0.5, 0.25))(p, files)
+    # edges renormalised (the missing neighbour's weight dropped); b never sees a's windows
+    want = [0.25 / 0.75, 0.5, 0.25, 0.0, 0.5 / 0.75, 0.25 / 0.75]
+    np.testing.assert_allclose(out[:, 0], want)
+    # smoothing comes first, then the recording max of the smoothed scores
+    both = FileMaxContext(1.0, (0.25, 0.5, 0.25))(p, files)
+    np.testing.assert_allclose(both[:, 0], np.array(want) * np.repeat([0.5, 0.5 / 0.75], [4, 2]))
+    # [N, M, C]: each model and class on its own; a single weight changes nothing
+    rng = np.random.default_rng(0)
+    probs = rng.random((6, 2, 3)).astype(np.float32)
+    out = FileMaxContext(0.0, (1, 2, 1))(probs, files)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[:, 1, 2], FileMaxContext(0.0, (1, 2, 1))(probs[:, 1, 2], files))
+    assert FileMaxContext(0.0, (3.0,))(probs, files) is probs
+    assert FileMaxContext(0.0, [0.1, 0.2, 0.4, 0.2, 0.1]).smooth == (0.1, 0.2, 0.4, 0.2, 0.1)
+
+
+@pytest.mark.parametrize("weights", [(0.5, 0.5), (0.2, -0.1, 0.2), (0.0, 0.0, 0.0)])
+def test_bad_smoothing_weights_are_refused(weights):
+    with pytest.raises(ValueError, match=r"postprocess.smooth \(--smooth\) must be an odd"):
+        FileMaxContext(1.0, weights)

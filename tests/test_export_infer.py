@@ -159,7 +159,7 @@ def test_infer_submission_matches_pytorch_score(trained, exported, tmp_path):
     truth = solution.set_index("row_id").loc[row_ids, labels].to_numpy()
     # the training config's recording context travels in the manifest and is applied per model
     power = float(cfg.postprocess.power)
-    assert power > 0 and exported.manifest["context"] == {"file_max_power": power}
+    assert power > 0 and exported.manifest["context"] == {"file_max_power": power, "smooth": []}
     rec = [r.rsplit("_", 1)[0] for r in row_ids]
     file_max = pd.DataFrame(probs.reshape(len(probs), -1)).groupby(rec).transform("max")
     want_mean = (probs * file_max.to_numpy().reshape(probs.shape) ** power).mean(1)
@@ -219,6 +219,41 @@ def test_cli_infer_fills_undecodable_file_and_warns(exported, trained, tmp_path,
     assert ((d["end"] - d["start"]) == 5.0).all()
 
 
+def test_openvino_runtime_matches_onnxruntime_and_is_parity_checked(
+    exported, trained, tmp_path, capsys
+):
+    pytest.importorskip("openvino")  # in the dev extra, so CI has it
+    cfg, _ = trained
+    man = exported.manifest
+    # export checked the same graph in both runtimes against PyTorch
+    assert man["parity"]["runtimes"] == ["onnxruntime", "openvino"]
+    ov_diff = man["graphs"][0]["parity_by_runtime"]["openvino"]
+    assert 0 <= ov_diff["random"] <= 1e-4 and 0 <= ov_diff["real"] <= 1e-4
+    files = list_audio_files(f"{cfg.data.root}/test_soundscapes")
+    ort_res = Ensemble.load(exported.out_dir).run(files)
+    ov = Ensemble.load(exported.out_dir, runtime="openvino", threads=1)
+    assert ov.runtime == "openvino"
+    ov_res = ov.run(files)
+    assert ov_res.row_ids() == ort_res.row_ids()
+    np.testing.assert_allclose(ov_res.probs, ort_res.probs, atol=1e-5)
+    solution = pd.read_csv(f"{cfg.data.root}/test_soundscapes_labels.csv")
+    outs = {}
+    for runtime in ("onnxruntime", "openvino"):
+        outs[runtime] = tmp_path / f"{runtime}.csv"
+        rc = main(["infer", "--model", str(exported.out_dir), "--audio", *map(str, files),
+                   "--out", str(outs[runtime]), "--combine", "mean", "--runtime", runtime,
+                   "--no-progress"])  # fmt: skip
+        assert rc == 0
+    a, b = (score_submission(solution, pd.read_csv(o)) for o in outs.values())
+    assert a == pytest.approx(b, abs=1e-3)
+    with pytest.raises(SystemExit):
+        main(["infer", "--model", str(exported.out_dir), "--audio", str(files[0]),
+              "--out", str(tmp_path / "x.csv"), "--runtime", "tensorrt"])  # fmt: skip
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--runtime 'tensorrt' is not one of"):
+        Ensemble.load(exported.out_dir, runtime="tensorrt")
+
+
 # ----------------------------------------------------------------------- fast, no training
 
 
@@ -249,6 +284,23 @@ def test_different_front_ends_get_one_graph_each(tmp_path):
             np.testing.assert_allclose(got[:, i], ref, atol=1e-4)
     with pytest.raises(ValueError, match="overwrite"):
         export_ensemble(sources, tmp_path / "ens", dynamo=False)
+
+
+def test_graph_openvino_cannot_convert_still_exports_for_onnxruntime(tmp_path, caplog):
+    pytest.importorskip("openvino")
+    _fake_fold(tmp_path / "h" / "fold0" / "best.pt")
+    with caplog.at_level(logging.WARNING, logger="birdsweep"):
+        # the ONNX STFT operator with a dynamic batch: OpenVINO's ONNX front end refuses it
+        res = export_ensemble(select_checkpoints([tmp_path / "h"]), tmp_path / "ens", stft="onnx")
+    graph = res.manifest["graphs"][0]
+    assert res.manifest["parity"]["runtimes"] == ["onnxruntime"]
+    assert "STFT" in graph["parity_by_runtime"]["openvino"]["error"]
+    assert graph["parity_by_runtime"]["onnxruntime"]["random"] <= 1e-4
+    assert any("openvino cannot load it" in r.getMessage() for r in caplog.records)
+    Ensemble.load(tmp_path / "ens", threads=1)  # onnxruntime runs it
+    with pytest.raises(ValueError, match=r"not a loadable ONNX model in openvino \(STFT") as err:
+        Ensemble.load(tmp_path / "ens", runtime="openvino")
+    assert "\n" not in str(err.value)
 
 
 def test_select_checkpoints_top_k_and_dedupe(tmp_path):

@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from birdsweep.cli import main
+from birdsweep.scoring.context import FileMaxContext
 from birdsweep.scoring.metric import score_submission
 
 
@@ -70,3 +71,25 @@ def test_training_soundscape_auc_is_the_auc_of_the_submission(tiny_run, tmp_path
     assert rc == 0
     logged_rank = run.data.metrics["soundscape_macro_auc_rank"]
     assert abs(score_submission(solution, pd.read_csv(ranked)) - logged_rank) <= 1e-6
+
+    # neighbour smoothing (postprocess.smooth): the same FileMaxContext on training's fold
+    # probabilities, windows in time order per recording, equals infer --smooth's submission
+    weights = [0.25, 0.5, 0.25]
+    smoothed = tmp_path / "smoothed.csv"
+    rc = main(["infer", "--model", str(ens), "--audio", str(root / "test_soundscapes"),
+               "--out", str(smoothed), "--combine", "mean", "--smooth", *map(str, weights),
+               "--no-progress"])  # fmt: skip
+    assert rc == 0
+    rows = pd.Series(pred["soundscape_row_ids"].astype(str))
+    rec, end = rows.str.rsplit("_", n=1).str[0], rows.str.rsplit("_", n=1).str[1].astype(int)
+    order = np.lexsort((end.to_numpy(), rec.to_numpy()))
+    assert len(rows) == len(pd.read_csv(smoothed))  # every window is labelled here
+    ctx = FileMaxContext(float(cfg.postprocess.power), tuple(weights))
+    fold_probs = pred["soundscape_fold_probs"][:, order]  # [F, N, C]
+    want = np.mean([ctx(f, rec.to_numpy()[order]) for f in fold_probs], axis=0)
+    got = pd.read_csv(smoothed).set_index("row_id").loc[rows[order], labels].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    plain = pd.read_csv(out).set_index("row_id").loc[rows[order], labels].to_numpy()
+    # it changed the scores by far more than PyTorch vs onnxruntime arithmetic (a 1-epoch
+    # model's scores are nearly flat, so the change itself is small)
+    assert np.abs(got - plain).max() > 20 * max(diff, 1e-7)

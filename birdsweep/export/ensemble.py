@@ -39,7 +39,13 @@ from birdsweep.scoring.manifest import (
     MODELS_KEY,
     sha256_of,
 )
-from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.scoring.session import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    installed_runtimes,
+    load_error,
+    open_session,
+)
 from birdsweep.scoring.shifts import TestTimeShifts
 from birdsweep.scoring.stream import WindowReader
 from birdsweep.train.checkpoint import load_model
@@ -147,6 +153,7 @@ def export_ensemble(
     stft: str = "factored",
     combine: str = "rank",
     file_max_power: float | None = None,
+    smooth: Sequence[float] | None = None,
     shifts: Sequence[float] | None = None,
     parity_random_windows: int = 4,
     parity_audio: Sequence[str | Path] | None = None,
@@ -178,6 +185,8 @@ def export_ensemble(
         file_max_power: recording context of submission scores recorded in the manifest (see
             :class:`birdsweep.scoring.context.FileMaxContext`); None = the first model's
             training config ``postprocess.power`` (0 when it has none).
+        smooth: neighbour smoothing of submission scores recorded in the manifest; None = the
+            first model's training config ``postprocess.smooth`` (none when it has none).
         shifts: test-time shifts (seconds) recorded in the manifest (see
             :class:`birdsweep.scoring.shifts.TestTimeShifts`); None = the first model's
             training config ``tta.seconds`` (``[0.0]``, none, when it has none).
@@ -186,7 +195,7 @@ def export_ensemble(
             training config's ``data.soundscape_dir`` or ``data.noise_soundscapes_dir``).
         parity_real_windows: real windows in the parity check.
         tolerance: largest allowed ``|onnx - torch|`` probability.
-        threads: onnxruntime threads for the check.
+        threads: runtime threads for the check (onnxruntime, and OpenVINO when installed).
         seed: seed of the random windows.
         tracking_uri: log the folder to MLflow as a new run tagged ``ensemble`` (None = no).
         experiment: MLflow experiment of that run.
@@ -233,7 +242,9 @@ def export_ensemble(
     labels = list(cks[0]["labels"])
     if file_max_power is None:
         file_max_power = float((cfgs[0].get("postprocess") or {}).get("power", 0.0))
-    FileMaxContext(file_max_power)  # validates it
+    if smooth is None:
+        smooth = list((cfgs[0].get("postprocess") or {}).get("smooth", None) or [])
+    smooth = list(FileMaxContext(file_max_power, tuple(smooth)).smooth)  # validates both
     sr, window_seconds = int(cfgs[0].data.sample_rate), float(cfgs[0].data.window_seconds)
     if shifts is None:
         shifts = list((cfgs[0].get("tta") or {}).get("seconds", None) or [0.0])
@@ -276,6 +287,7 @@ def export_ensemble(
             log.warning("parity: no real audio found (pass parity_audio); random windows only")
         groups = group_by_frontend(models, shared_frontend)
         graphs, worst = [], {"random": 0.0, "real": 0.0 if real is not None else None}
+        runtimes = installed_runtimes()  # each one that is installed is checked
         for gi, idx in enumerate(groups):
             name = "ensemble.onnx" if len(groups) == 1 else f"ensemble_{gi}.onnx"
             module = EnsembleGraph(
@@ -284,24 +296,36 @@ def export_ensemble(
             ).eval()
             export_onnx(module, out_dir / name, win, opset=opset, dynamo=dynamo)
             stamp_labels(out_dir / name, labels, len(idx))
-            sess = onnx_session(out_dir / name, threads)
-            d_rand = max_abs_diff(module, sess, rand)
-            d_real = max_abs_diff(module, sess, real) if real is not None else None
-            log.info(
-                "parity %s: max |onnx - torch| random %.2e, real %s",
-                name,
-                d_rand,
-                "n/a" if d_real is None else f"{d_real:.2e}",
-            )
-            for kind, d in (("random", d_rand), ("real", d_real)):
-                if d is not None and not d <= tolerance:
-                    raise ParityError(
-                        f"{final_dir / name}: ONNX and PyTorch probabilities differ by {d:.3g} on "
-                        f"{kind} windows (tolerance {tolerance:g}); try dynamo=False or another "
-                        "opset, and report the model config"
-                    )
-                if d is not None:
-                    worst[kind] = max(worst[kind], d)
+            by_runtime: dict[str, dict[str, Any]] = {}
+            for runtime in runtimes:
+                try:
+                    sess = open_session(out_dir / name, runtime, threads)
+                except Exception as exc:  # only onnxruntime is required to load the graph
+                    if runtime == "onnxruntime":
+                        raise
+                    why = load_error(exc)
+                    log.warning("%s: %s cannot load it (%s)", name, runtime, why)
+                    by_runtime[runtime] = {"error": why}
+                    continue
+                d_rand = max_abs_diff(module, sess, rand)
+                d_real = max_abs_diff(module, sess, real) if real is not None else None
+                log.info(
+                    "parity %s (%s): max |onnx - torch| random %.2e, real %s",
+                    name,
+                    runtime,
+                    d_rand,
+                    "n/a" if d_real is None else f"{d_real:.2e}",
+                )
+                for kind, d in (("random", d_rand), ("real", d_real)):
+                    if d is not None and not d <= tolerance:
+                        raise ParityError(
+                            f"{final_dir / name}: {runtime} and PyTorch probabilities differ by "
+                            f"{d:.3g} on {kind} windows (tolerance {tolerance:g}); try "
+                            "dynamo=False or another opset, and report the model config"
+                        )
+                    if d is not None:
+                        worst[kind] = max(worst[kind], d)
+                by_runtime[runtime] = {"random": d_rand, "real": d_real}
             graphs.append(
                 {
                     "file": name,
@@ -309,7 +333,8 @@ def export_ensemble(
                     "shared_frontend": module.shared_frontend,
                     "sha256": sha256_of(out_dir / name),
                     "bytes": (out_dir / name).stat().st_size,
-                    "parity_max_abs_diff": {"random": d_rand, "real": d_real},
+                    "parity_max_abs_diff": by_runtime["onnxruntime"],
+                    "parity_by_runtime": by_runtime,
                 }
             )
         entries = []
@@ -346,13 +371,18 @@ def export_ensemble(
             "models": entries,
             "mean_fold_score": float(np.mean(scores)) if scores else None,
             "combine": combine,
-            "context": {"file_max_power": file_max_power},
+            "context": {"file_max_power": file_max_power, "smooth": smooth},
             "tta": {"shifts_seconds": list(tta.seconds)},
             "selection": selection or {},
             "parity": {
                 "tolerance": tolerance,
                 "random_windows": int(len(rand)),
                 "real_windows": 0 if real is None else int(len(real)),
+                "runtimes": [
+                    r
+                    for r in runtimes
+                    if all("error" not in g["parity_by_runtime"].get(r, {}) for g in graphs)
+                ],
                 "max_abs_diff": worst,
             },
             "exporter": {

@@ -152,13 +152,14 @@ def export_onnx(
 def max_abs_diff(
     module: nn.Module, session: Any, windows: np.ndarray, batch_size: int = 8
 ) -> float:
-    """Largest ``|onnx - torch|`` probability over ``windows [N, samples]``."""
+    """Largest ``|onnx - torch|`` probability over ``windows [N, samples]`` (``session``: a
+    :class:`birdsweep.scoring.session.GraphSession`)."""
     worst = 0.0
     with torch.inference_mode():
         for i in range(0, len(windows), batch_size):
             x = np.ascontiguousarray(windows[i : i + batch_size], dtype=np.float32)
             ref = module(torch.from_numpy(x)).numpy()
-            got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            got = session(x)
             if got.shape != ref.shape:
                 raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {ref.shape}")
             worst = max(worst, float(np.abs(got.astype(np.float64) - ref).max()))

@@ -1,4 +1,4 @@
-"""Label recordings with an exported ONNX ensemble (onnxruntime, CPU).
+"""Label recordings with an exported ONNX ensemble on the CPU (onnxruntime or OpenVINO).
 
 Example:
     >>> from birdsweep.infer.ensemble import Ensemble
@@ -24,7 +24,7 @@ from birdsweep.scoring.combine import COMBINE_METHODS
 from birdsweep.scoring.context import FileMaxContext
 from birdsweep.scoring.files import FileFailure, InferenceResult, score_files
 from birdsweep.scoring.manifest import check_session, read_manifest
-from birdsweep.scoring.session import INPUT_NAME, OUTPUT_NAME, onnx_session
+from birdsweep.scoring.session import RUNTIMES, GraphSession, load_error, open_session
 from birdsweep.scoring.shifts import TestTimeShifts
 from birdsweep.scoring.stream import WindowReader
 
@@ -34,19 +34,22 @@ __all__ = ["Ensemble", "LabelSummary", "gather_audio_files", "label_files"]
 
 
 class Ensemble:
-    """An exported ensemble folder loaded into onnxruntime CPU sessions.
+    """An exported ensemble folder loaded into CPU sessions of one runtime.
 
     Build it with :meth:`load`.
 
     Args:
         model_dir: the ensemble folder.
         manifest: its manifest.
-        sessions: one onnxruntime session per graph of the manifest.
+        sessions: one :class:`~birdsweep.scoring.session.GraphSession` per graph of the
+            manifest.
         combine: default combination (``rank`` | ``mean``).
         file_max_power: recording context of submission scores (None = the manifest's).
+        smooth: weights over neighbouring windows applied to submission scores before the
+            recording context (None = the manifest's; ``[]`` = off).
         shifts: test-time shifts in seconds, probabilities averaged (None = the manifest's;
             ``[0]`` = each window once; see :class:`birdsweep.scoring.shifts.TestTimeShifts`).
-        batch_size: windows per onnxruntime call (windows of different files share a batch).
+        batch_size: windows per model call (windows of different files share a batch).
         chunk_windows: windows decoded per read of a file (bounds memory on long files).
         prefetch: chunks decoded ahead by a background thread (0 = decode inline).
         fail_windows: rows written for an undecodable file whose header gives no duration.
@@ -58,9 +61,10 @@ class Ensemble:
         self,
         model_dir: str | Path,
         manifest: dict[str, Any],
-        sessions: list[Any],
+        sessions: list[GraphSession],
         combine: str | None = None,
         file_max_power: float | None = None,
+        smooth: Sequence[float] | None = None,
         shifts: Sequence[float] | None = None,
         batch_size: int = 8,
         chunk_windows: int = 12,
@@ -78,7 +82,9 @@ class Ensemble:
             if file_max_power is None
             else file_max_power
         )
-        FileMaxContext(self.file_max_power)  # validates it
+        if smooth is None:
+            smooth = (manifest.get("context") or {}).get("smooth") or ()
+        self.smooth = FileMaxContext(self.file_max_power, tuple(smooth)).smooth  # validated
         if shifts is None:
             shifts = (manifest.get("tta") or {}).get("shifts_seconds") or [0.0]
         self.tta = TestTimeShifts(shifts)
@@ -105,30 +111,39 @@ class Ensemble:
         model_dir: str | Path,
         threads: int | None = None,
         spinning: bool = False,
+        runtime: str = "onnxruntime",
         **kwargs: Any,
     ) -> Ensemble:
         """Load an ensemble folder written by ``birdsweep export``.
 
         Args:
             model_dir: the folder holding ``manifest.json`` and the ``.onnx`` files.
-            threads: onnxruntime intra-op threads (None = one per core).
+            threads: the runtime's intra-op threads (None = one per core).
             spinning: let idle onnxruntime threads spin-wait between operators (off by default:
                 spinning threads take the core the decode thread needs, and on a shared
                 2-core machine it measured slower either way).
+            runtime: ``onnxruntime`` | ``openvino`` (:data:`birdsweep.scoring.session.RUNTIMES`;
+                both read the same ``.onnx`` files, and ``birdsweep export`` checks both
+                against PyTorch when both are installed).
             **kwargs: other :class:`Ensemble` arguments (``combine``, ``batch_size``, ...).
 
         Returns:
             The :class:`Ensemble`.
         """
+        if runtime not in RUNTIMES:
+            raise ValueError(f"--runtime {runtime!r} is not one of {RUNTIMES}")
         man = read_manifest(model_dir)
         sessions = []
         for g in man["graphs"]:
             file = Path(model_dir) / g["file"]
             try:
-                sess = onnx_session(file, threads, spinning)
-            except Exception as exc:  # onnxruntime's own errors are long and raw
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ValueError(f"{file}: not a loadable ONNX model ({first})") from exc
+                sess = open_session(file, runtime, threads, spinning)
+            except ImportError:
+                raise
+            except Exception as exc:  # the runtimes' own errors are long and raw
+                raise ValueError(
+                    f"{file}: not a loadable ONNX model in {runtime} ({load_error(exc)})"
+                ) from exc
             check_session(sess, g, list(man["labels"]), file)
             sessions.append(sess)
         return cls(model_dir, man, sessions, **kwargs)
@@ -137,6 +152,11 @@ class Ensemble:
     def labels(self) -> list[str]:
         """Class names in output (taxonomy) order."""
         return list(self.manifest["labels"])
+
+    @property
+    def runtime(self) -> str:
+        """The runtime the graphs run in (``onnxruntime`` | ``openvino``)."""
+        return self.sessions[0].runtime
 
     @property
     def n_models(self) -> int:
@@ -170,13 +190,13 @@ class Ensemble:
             )
         out = np.empty((len(x), self.n_models, len(self.labels)), dtype=np.float32)
         for g, sess in zip(self.manifest["graphs"], self.sessions, strict=True):
-            out[:, g["models"], :] = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            out[:, g["models"], :] = sess(x)
         return out
 
     def run(self, paths: Sequence[str | Path] | str | Path) -> InferenceResult:
         """Decode, window and score files; keep every model's probabilities.
 
-        Windows of consecutive files share onnxruntime batches; decoding runs in a background
+        Windows of consecutive files share model batches; decoding runs in a background
         thread (``prefetch``) while the models compute. A file that cannot be decoded is
         logged and its rows filled with 0 (as many as its header duration gives, else
         ``fail_windows``), so a submission keeps every row. A truncated file (decodes shorter
@@ -209,6 +229,7 @@ class Ensemble:
         paths: Sequence[str | Path] | str | Path,
         combine: str | None = None,
         file_max_power: float | None = None,
+        smooth: Sequence[float] | None = None,
     ) -> pd.DataFrame:
         """Ensemble scores of every window of the files.
 
@@ -216,13 +237,15 @@ class Ensemble:
             paths: audio files (ogg/wav/flac/mp3, any rate and channel count), or a folder.
             combine: ``rank`` | ``mean`` (None = the ensemble's default).
             file_max_power: recording context (None = the ensemble's default).
+            smooth: neighbour smoothing (None = the ensemble's default).
 
         Returns:
             DataFrame indexed by ``(file, start_time, end_time)`` with one column per label;
             ``attrs["failures"]`` lists undecodable files (their rows hold 0).
         """
         power = self.file_max_power if file_max_power is None else file_max_power
-        return self.run(paths).scores(combine or self.combine, power)
+        smooth = self.smooth if smooth is None else smooth
+        return self.run(paths).scores(combine or self.combine, power, smooth)
 
 
 def gather_audio_files(audio: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -269,6 +292,7 @@ def label_files(
     threshold: float = 0.5,
     threads: int | None = None,
     file_max_power: float | None = None,
+    smooth: Sequence[float] | None = None,
     **kwargs: Any,
 ) -> LabelSummary:
     """Score audio files or folders with an ensemble and write a submission or detections CSV.
@@ -282,11 +306,14 @@ def label_files(
         combine: ``rank`` | ``mean``; None = the manifest's default for a submission and
             ``mean`` for detections (a threshold needs probabilities, not ranks).
         threshold: smallest score listed in detections.
-        threads: onnxruntime intra-op threads.
+        threads: the runtime's intra-op threads.
         file_max_power: recording context (:class:`birdsweep.scoring.context.FileMaxContext`);
             None = the manifest's for a submission and 0 for detections (their threshold
             needs each window's own probability).
-        **kwargs: :class:`Ensemble` options (``batch_size``, ``prefetch``, ``progress``, ...).
+        smooth: neighbour smoothing of window scores before the recording context; None =
+            the manifest's for a submission and none for detections.
+        **kwargs: :meth:`Ensemble.load` options (``runtime``, ``batch_size``, ``prefetch``,
+            ``progress``, ...).
 
     Returns:
         A :class:`LabelSummary`.
@@ -306,7 +333,9 @@ def label_files(
         combine = ens.combine if output_format == "submission" else "mean"
     if file_max_power is None:
         file_max_power = ens.file_max_power if output_format == "submission" else 0.0
-    scores = res.scores(combine, file_max_power)
+    if smooth is None:
+        smooth = ens.smooth if output_format == "submission" else ()
+    scores = res.scores(combine, file_max_power, smooth)
     table = (
         submission_table(scores)
         if output_format == "submission"

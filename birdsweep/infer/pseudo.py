@@ -141,15 +141,15 @@ def pseudo_label(
         threshold: only windows whose largest score is at least this are written.
         combine: ``mean`` (probabilities: the default, since they become training targets) or
             ``rank`` (0–1 ranks across the windows scored; not probabilities).
-        threads: onnxruntime intra-op threads (None = one per core).
+        threads: the runtime's intra-op threads (None = one per core).
         activation: ``auto`` (default) = per model, from the training loss recorded in the
             manifest: ``softmax`` for ``loss=ce``, ``sigmoid`` otherwise; ``sigmoid`` = the
             ensemble's outputs as they are (models trained with a sigmoid loss: ``loss=bce`` /
             ``focal``); ``softmax`` = each model's outputs turned into a softmax over classes
             before combining (models trained with ``loss=ce``, whose sigmoid outputs are not
             probabilities: they put several classes of most windows above 0.5).
-        **kwargs: :class:`~birdsweep.infer.ensemble.Ensemble` options (``batch_size``,
-            ``progress``, ...).
+        **kwargs: :meth:`~birdsweep.infer.ensemble.Ensemble.load` options (``runtime``,
+            ``batch_size``, ``progress``, ...).
 
     Returns:
         The written table. ``attrs``: ``n_windows`` (decoded windows scored),

@@ -93,13 +93,16 @@ class InferenceResult:
         idx = self.index()
         return row_ids(idx.get_level_values("file"), idx.get_level_values("end_time"))
 
-    def scores(self, method: str = "rank", file_max_power: float = 0.0) -> pd.DataFrame:
+    def scores(
+        self, method: str = "rank", file_max_power: float = 0.0, smooth: Sequence[float] = ()
+    ) -> pd.DataFrame:
         """Ensemble scores, one row per window and one column per label.
 
         Args:
             method: ``rank`` or ``mean`` (see :func:`birdsweep.scoring.combine.combine`).
             file_max_power: recording context applied to each model's probabilities before
                 they are combined (:class:`birdsweep.scoring.context.FileMaxContext`; 0 = none).
+            smooth: weights over neighbouring windows applied first (``()`` = none).
 
         Returns:
             DataFrame indexed by ``(file, start_time, end_time)``; ``attrs["failures"]`` lists
@@ -108,7 +111,7 @@ class InferenceResult:
         """
         values = np.zeros((len(self.probs), len(self.labels)), dtype=np.float32)
         ok = self.decoded
-        context = FileMaxContext(file_max_power)
+        context = FileMaxContext(file_max_power, tuple(smooth))
         values[ok] = window_scores(self.probs[ok], self.file_index[ok], method, context)
         df = pd.DataFrame(values, index=self.index(), columns=self.labels)
         df.attrs["failures"] = [f.__dict__ for f in self.failures]

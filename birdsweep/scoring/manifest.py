@@ -94,10 +94,10 @@ def _check_structure(man: dict[str, Any], path: Path) -> None:
 
 
 def check_session(session: Any, graph: dict[str, Any], labels: list[str], file: Path) -> None:
-    """Refuse an ONNX session whose outputs or stamped labels differ from the manifest's.
+    """Refuse a graph session whose outputs or stamped labels differ from the manifest's.
 
     Args:
-        session: an ``onnxruntime.InferenceSession`` of ``file``.
+        session: a :class:`birdsweep.scoring.session.GraphSession` of ``file``.
         graph: the manifest's entry of that file.
         labels: the manifest's label order.
         file: the file, for messages.
@@ -105,15 +105,15 @@ def check_session(session: Any, graph: dict[str, Any], labels: list[str], file: 
     Raises:
         ValueError: naming the file and what differs.
     """
-    shape = session.get_outputs()[0].shape  # [batch, models_in_graph, classes]
+    shape = session.output_shape  # [batch, models_in_graph, classes]
     want = [len(graph["models"]), len(labels)]
-    got = [d if isinstance(d, int) else None for d in shape[1:]]
+    got = shape[1:]
     if len(shape) != 3 or any(g is not None and g != w for g, w in zip(got, want, strict=True)):
         raise ValueError(
             f"{file}: output shape {shape} does not fit the manifest's {want[0]} model(s) x "
             f"{want[1]} labels"
         )
-    meta = session.get_modelmeta().custom_metadata_map
+    meta = session.metadata
     if LABELS_KEY in meta and json.loads(meta[LABELS_KEY]) != list(labels):
         raise ValueError(
             f"{file}: was exported for another label order than the manifest lists (labels "

@@ -117,3 +117,19 @@ def test_killed_run_leaves_no_worker_behind_and_resumes(tmp_path, demo_cache):
     log = out.stderr + out.stdout
     assert "fold 0: resumed from" in log and "fold 1: resumed from" in log, log[-4000:]
     assert len(list(ckpts.glob("*/fold*/result.json"))) == 2
+    # the MLflow side of the real CLI: the runs are named and tagged by their recipe
+    parents, children = _runs(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    done = [r for r in parents if r.info.status == "FINISHED"]
+    assert len(done) == 1 and done[0].info.run_name == "sed_small·ce·noisy_mixup_warp"
+    tags = done[0].data.tags
+    assert tags["birdsweep.choice.model"] == "sed_small" and tags["birdsweep.choice.loss"] == "ce"
+    assert "trainer.epochs=12" in tags["birdsweep.overrides"].split()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    assert tags["mlflow.source.git.commit"].removesuffix("+dirty") == head
+    params = done[0].data.params
+    assert "model.backbone" in params and not any(k.endswith("_target_") for k in params)
+    assert not any(k.endswith(("_convert_", "_partial_")) for k in params)
+    mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == done[0].info.run_id]
+    assert sorted(c.info.run_name for c in mine) == ["fold0", "fold1"]
+    assert all(c.data.tags["birdsweep.choice.aug"] == "noisy_mixup_warp" for c in mine)

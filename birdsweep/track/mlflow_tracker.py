@@ -11,14 +11,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from birdsweep.track.recipe import hydra_choices, recipe_name, recipe_tags
+
 log = logging.getLogger(__name__)
 
 
+# Hydra's instantiation keys: how an object is built, not a setting to compare runs by
+INSTANTIATION_KEYS = ("_target_", "_convert_", "_partial_", "_recursive_", "_args_")
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings to ``{"a.b.c": value}`` (lists become strings)."""
+    """Flatten nested mappings to ``{"a.b.c": value}`` (lists become strings), leaving out
+    Hydra's instantiation keys (``_target_``, ``_convert_``, ...)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
+        if k in INSTANTIATION_KEYS:
+            continue
         if isinstance(v, Mapping):
             out.update(flatten(v, key + "."))
         else:
@@ -92,7 +101,8 @@ class MLflowTracker:
     Args:
         tracking_uri: any MLflow URI (``sqlite:///…/mlflow.db``, ``http://host:5000``, ...).
         experiment_name: MLflow experiment.
-        run_name: parent run name.
+        run_name: parent run name (None = the recipe: ``experiment=<name>`` or
+            ``model·loss·aug`` of the Hydra group choices, see :mod:`birdsweep.track.recipe`).
         enabled: False turns every call into a no-op (tests, dry runs).
         tags: extra tags on the parent run.
         artifact_location: where a NEW experiment stores artifacts (default: MLflow's
@@ -140,9 +150,14 @@ class MLflowTracker:
     def start(
         self, params: Mapping[str, Any] | None = None, config_yaml: str | None = None
     ) -> None:
-        """Open the parent run, log flattened params and the resolved config."""
+        """Open the parent run, log flattened params and the resolved config. The recipe's tags
+        (group choices, overrides, git commit) go on it and on every fold run."""
         if not self.enabled:
             return
+        choices, overrides = hydra_choices()
+        self.tags.update(recipe_tags(choices, overrides))
+        if self.run_name is None:
+            self.run_name = recipe_name(choices, fallback=self.tags.get("task_name", "train"))
         tags = {**self.tags, **owner_tags()}
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.parent_id = run.info.run_id

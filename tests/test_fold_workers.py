@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
 from birdsweep.train.fold_pool import worker_threads
@@ -133,3 +134,11 @@ def test_killed_run_leaves_no_worker_behind_and_resumes(tmp_path, demo_cache):
     mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == done[0].info.run_id]
     assert sorted(c.info.run_name for c in mine) == ["fold0", "fold1"]
     assert all(c.data.tags["birdsweep.choice.aug"] == "noisy_mixup_warp" for c in mine)
+    # the fold workers' records reach the parent's log file, and it is the run's artifact
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    logs = [a.path for a in client.list_artifacts(done[0].info.run_id, "logs")]
+    assert logs == ["logs/train.log"], logs
+    text = Path(client.download_artifacts(done[0].info.run_id, "logs/train.log")).read_text()
+    for k in (0, 1):
+        assert f"fold {k}: resumed from" in text and f"fold {k} epoch 12/12" in text, text[-3000:]
+    assert "[fold worker]" not in log  # printed once, in the parent's format

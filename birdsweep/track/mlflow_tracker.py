@@ -303,8 +303,17 @@ class MLflowTracker:
             self.client.set_terminated(run.info.run_id, status=status)
 
     def end(self, status: str = "FINISHED") -> None:
-        """Close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+        """Close the parent run (``FINISHED``, ``FAILED`` or ``KILLED``), after logging the
+        job's log file (every file the root logger writes, e.g. Hydra's ``<task_name>.log``
+        with the fold workers' epochs) as an artifact under ``logs/``."""
         if not self.enabled or self.parent_id is None:
             return
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_file():
+                handler.flush()
+                try:
+                    self.client.log_artifact(self.parent_id, handler.baseFilename, "logs")
+                except Exception as exc:  # a log that cannot be uploaded never fails the run
+                    log.warning("could not log %s to MLflow: %s", handler.baseFilename, exc)
         self.client.set_terminated(self.parent_id, status=status)
         self._active.clear()

@@ -7,12 +7,16 @@ its files (:func:`birdsweep.train.kfold.train_fold_files`, handed to
 :func:`train_folds_in_workers`), as the sequential loop of :func:`birdsweep.train.kfold.run_kfold`
 does; the parent then reads the finished folds back and logs them to MLflow. A worker exits when its parent dies, so a killed run leaves
 no orphan training in the background, and the rerun resumes from the folds' ``last.pt``.
+A worker's log records (epochs, losses, validation scores) travel to the parent through the
+same queue as its progress events and are handled by the parent's loggers, so they land in the
+job's log file (and its MLflow artifact) and print once, in the parent's format.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import logging.handlers
 import multiprocessing as mp
 import os
 import queue
@@ -60,10 +64,21 @@ def _init_worker(events: Any, parent: int) -> None:
     if sys.platform.startswith("linux"):  # killed with the parent at once (prctl PDEATHSIG)
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    logging.basicConfig(
-        level=logging.INFO, format="[fold worker] %(levelname)s %(name)s: %(message)s"
-    )
+    root = logging.getLogger()  # every record goes to the parent (see _handle_in_parent)
+    root.handlers[:] = [logging.handlers.QueueHandler(events)]
+    root.setLevel(logging.INFO)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _handle_in_parent(event: Any, on_progress: Callable[[int, int], None]) -> None:
+    """One item of the workers' queue: a log record (handled by the parent's logger of that
+    name, at the parent's levels) or a ``(fold, epoch)`` progress event."""
+    if isinstance(event, logging.LogRecord):
+        logger = logging.getLogger(event.name)
+        if logger.isEnabledFor(event.levelno):
+            logger.handle(event)
+    else:
+        on_progress(*event)
 
 
 def _train_one(train_fold: TrainFold, container: dict, k: int, fold_dir: str, threads: int) -> int:
@@ -116,15 +131,20 @@ def train_folds_in_workers(
     )
     stop = threading.Event()
 
+    def progress_event(k: int, epoch: int) -> None:
+        bar.update(max(0, epoch + 1 - done[k]))
+        done[k] = max(done[k], epoch + 1)
+        bar.set_postfix_str(" ".join(f"f{j}:{e}/{epochs}" for j, e in done.items()))
+
     def drain() -> None:
-        while not stop.is_set():
+        while True:
             try:
-                k, epoch = events.get(timeout=0.2)
+                event = events.get(timeout=0.2)
             except queue.Empty:
+                if stop.is_set():  # the workers are gone and everything they sent is read
+                    return
                 continue
-            bar.update(max(0, epoch + 1 - done[k]))
-            done[k] = max(done[k], epoch + 1)
-            bar.set_postfix_str(" ".join(f"f{j}:{e}/{epochs}" for j, e in done.items()))
+            _handle_in_parent(event, progress_event)
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()

@@ -124,13 +124,16 @@ def _export(args: argparse.Namespace) -> int:
         sources = select_checkpoints(args.checkpoints, args.top_k)
     else:
         uri = uri or default_tracking_uri()
-        sources = select_from_mlflow(uri, args.experiment, args.runs, args.top_k, args.metric)
+        sources = select_from_mlflow(
+            uri, args.experiment, args.runs, args.top_k, args.metric, args.mix_jobs
+        )
     selection = {
         "experiment": args.experiment,
         "runs": args.runs,
         "checkpoints": args.checkpoints,
         "top_k": args.top_k,
         "metric": args.metric,
+        "mix_jobs": args.mix_jobs or None,
     }
     res = export_ensemble(
         sources,
@@ -338,7 +341,9 @@ def _export_options(p: argparse.ArgumentParser) -> None:
 
     d = _defaults(export_ensemble)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--experiment", help="MLflow experiment: pick its best folds")
+    src.add_argument(
+        "--experiment", help="MLflow experiment: the folds of its latest job (see --metric)"
+    )
     src.add_argument("--runs", nargs="+", help="MLflow run ids (a job run = all its folds)")
     src.add_argument("--checkpoints", nargs="+", help="best.pt files or their folders")
     p.add_argument("--top-k", type=int, default=None, help="keep the K best folds (default all)")
@@ -346,7 +351,13 @@ def _export_options(p: argparse.ArgumentParser) -> None:
         "--metric",
         default=None,
         help="pick the best job by this parent-run metric (e.g. cv_macro_auc) and use its folds; "
-        "default: best folds by best_val_macro_auc across jobs",
+        "default: the latest job's folds",
+    )
+    p.add_argument(
+        "--mix-jobs",
+        action="store_true",
+        help="the best folds by best_val_macro_auc across all jobs of the experiment, even of "
+        "different recipes (refused without this flag)",
     )
     _tracking_uri_option(p)
     p.add_argument("--out", required=True, help="ensemble folder to write")

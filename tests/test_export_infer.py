@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import mlflow
@@ -301,6 +302,42 @@ def test_graph_openvino_cannot_convert_still_exports_for_onnxruntime(tmp_path, c
     with pytest.raises(ValueError, match=r"not a loadable ONNX model in openvino \(STFT") as err:
         Ensemble.load(tmp_path / "ens", runtime="openvino")
     assert "\n" not in str(err.value)
+
+
+def _job(uri, tmp_path, config_hash, scores, seed):
+    """A finished ``python run.py``-like job in MLflow: a parent run and one fold run per score,
+    each pointing at a real (random-weight) fold checkpoint."""
+    from birdsweep.track.mlflow_tracker import MLflowTracker
+
+    tracker = MLflowTracker(uri, tags={"config_hash": config_hash, "task_name": "train"})
+    tracker.start()
+    for k, score in enumerate(scores):
+        ck = _fake_fold(tmp_path / config_hash / f"fold{k}" / "best.pt", fold=k, seed=seed + k)
+        with tracker.child(f"fold{k}", tags={"fold": k}):
+            tracker.log_metrics({"best_val_macro_auc": score})
+            tracker.set_tags({"checkpoint": str(ck)})
+    tracker.end()
+    return tracker.parent_id
+
+
+def test_export_takes_the_latest_job_and_refuses_mixed_recipes(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    old = _job(uri, tmp_path, "aaaa", [0.9, 0.95], seed=0)  # better folds, older job
+    new = _job(uri, tmp_path, "bbbb", [0.7, 0.8], seed=5)
+    latest = select_from_mlflow(uri, experiment="birdsweep")
+    assert {s.parent_run_id for s in latest} == {new} and [s.score for s in latest] == [0.8, 0.7]
+    assert [s.fold for s in select_from_mlflow(uri, experiment="birdsweep", top_k=1)] == [1]
+    # the best folds of the experiment come from two recipes: refused, unless asked for
+    with pytest.raises(ValueError, match=r"2 different configs \(aaaa, bbbb.*--mix-jobs"):
+        select_from_mlflow(uri, run_ids=[old, new])
+    mixed = select_from_mlflow(uri, experiment="birdsweep", top_k=3, mix_jobs=True)
+    assert [s.score for s in mixed] == [0.95, 0.9, 0.8]
+    assert {s.config_hash for s in mixed} == {"aaaa", "bbbb"}
+    out = tmp_path / "ens"
+    rc = main(["export", "--experiment", "birdsweep", "--tracking-uri", uri, "--out", str(out)])
+    assert rc == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert {m["parent_run_id"] for m in man["models"]} == {new}
 
 
 def test_select_checkpoints_top_k_and_dedupe(tmp_path):

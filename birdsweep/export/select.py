@@ -138,22 +138,45 @@ def _fold_source(run, parent_score: float | None = None) -> FoldSource | None:
     )
 
 
+def _check_one_recipe(sources: list[FoldSource], where: str, mix_jobs: bool) -> None:
+    """Refuse folds of different configs (two "fold 1" of two recipes) unless asked for."""
+    hashes = sorted({s.config_hash for s in sources if s.config_hash})
+    if len(hashes) <= 1:
+        return
+    jobs = sorted({s.parent_run_id or "?" for s in sources})
+    text = (
+        f"{where}: the chosen folds come from {len(hashes)} different configs "
+        f"({', '.join(hashes)}; jobs {', '.join(jobs)})"
+    )
+    if not mix_jobs:
+        raise ValueError(
+            f"{text}: an ensemble of mixed recipes is rarely what is meant; pick one job with "
+            "--runs <parent run id> or --metric cv_macro_auc, or pass --mix-jobs to mix them"
+        )
+    log.warning("%s (--mix-jobs)", text)
+
+
 def select_from_mlflow(
     tracking_uri: str,
     experiment: str | None = None,
     run_ids: Sequence[str] | None = None,
     top_k: int | None = None,
     metric: str | None = None,
+    mix_jobs: bool = False,
 ) -> list[FoldSource]:
     """Fold checkpoints chosen from MLflow runs logged by ``python run.py``.
 
     Exactly one of ``experiment`` / ``run_ids`` is given.
 
-    - ``experiment`` without ``metric``: the ``top_k`` best fold runs of the whole experiment
-      by ``best_val_macro_auc`` (folds may come from different jobs).
+    - ``experiment`` alone: the folds of its latest job (the parent run that started last and
+      has finished folds); the ``top_k`` best when given.
     - ``experiment`` with ``metric`` (e.g. ``cv_macro_auc``): the job (parent run) with the
       highest ``metric``, then its folds (the ``top_k`` best when given).
+    - ``experiment`` with ``mix_jobs``: the ``top_k`` best fold runs of the whole experiment
+      by ``best_val_macro_auc``, whatever job they come from (a warning names the configs).
     - ``run_ids``: a parent run id stands for all its folds, a child run id for that fold.
+
+    Folds of different configs are refused unless ``mix_jobs`` is set.
 
     Args:
         tracking_uri: MLflow tracking URI.
@@ -161,6 +184,7 @@ def select_from_mlflow(
         run_ids: parent and/or fold run ids.
         top_k: keep the K best folds (None = all).
         metric: parent-run metric that picks the best job (experiment mode only).
+        mix_jobs: allow folds of different jobs and configs in one ensemble.
 
     Returns:
         The chosen :class:`FoldSource` list, best first.
@@ -195,8 +219,22 @@ def select_from_mlflow(
             log.info("best job by %s: run %s (%.4f)", metric, best, best_score)
             children = [r for r in children if r.data.tags.get(PARENT_TAG) == best]
             sources = [s for r in children if (s := _fold_source(r, best_score))]
-        else:
+        elif mix_jobs:
             sources = [s for r in children if (s := _fold_source(r))]
+        else:
+            by_parent: dict[str, list[FoldSource]] = {}
+            for r in children:
+                if s := _fold_source(r):
+                    by_parent.setdefault(str(s.parent_run_id), []).append(s)
+            latest = max(
+                (p for p in by_parent if p in parents),
+                key=lambda p: parents[p].info.start_time or 0,
+                default=None,
+            )
+            sources = by_parent.get(latest, []) if latest else []
+            if latest:
+                name = parents[latest].info.run_name
+                log.info("latest job: run %s (%s), %d fold(s)", latest, name, len(sources))
         where = f"experiment {experiment!r}"
     else:
         for rid in run_ids or []:
@@ -218,4 +256,6 @@ def select_from_mlflow(
             f"{where}: no finished fold run with a '{FOLD_METRIC}' metric and an existing "
             "'checkpoint' file; train with python run.py first"
         )
-    return _dedupe_top_k(sources, top_k)
+    chosen = _dedupe_top_k(sources, top_k)
+    _check_one_recipe(chosen, where, mix_jobs)
+    return chosen

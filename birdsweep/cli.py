@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from birdsweep.atomic import WriteError
@@ -196,6 +197,38 @@ def _infer(args: argparse.Namespace) -> int:
         print(f"WARNING: {len(s.failures)} file(s) could not be decoded; their rows hold 0:")
         for f in s.failures[:20]:
             print(f"  {f.error}")
+    if args.labels:
+        if args.format != "submission":
+            raise ValueError("--labels scores a submission: use it with --format submission")
+        _print_score(s.out, args.labels, per_class=0)
+    return 0
+
+
+def _print_score(submission: str | Path, labels: str | Path, per_class: int) -> float:
+    """Print the macro ROC-AUC of a submission CSV against a labels CSV (and the worst
+    classes); returns it."""
+    import pandas as pd
+
+    from birdsweep.scoring.metric import score_submission, submission_per_class
+
+    for flag, path in (("--submission", submission), ("--labels", labels)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path}: no such file")
+    solution, table = pd.read_csv(labels), pd.read_csv(submission)
+    auc = score_submission(solution, table)
+    classes = submission_per_class(solution, table)
+    scored = classes["auc"].notna()
+    print(
+        f"macro ROC-AUC {auc:.4f} over {int(scored.sum())} of {len(classes)} classes with a "
+        f"positive window ({len(solution)} labelled windows; {labels})"
+    )
+    if per_class:
+        print(classes[scored].head(per_class).to_string(index=False, float_format="%.4f"))
+    return auc
+
+
+def _score(args: argparse.Namespace) -> int:
+    _print_score(args.submission, args.labels, args.per_class)
     return 0
 
 
@@ -436,8 +469,22 @@ def _infer_options(p: argparse.ArgumentParser) -> None:
         help="rows for an undecodable file without a readable duration (default %(default)s = "
         f"{fail * WINDOW_SECONDS:g} s)",
     )
+    p.add_argument(
+        "--labels",
+        help="ground truth in the submission's shape (e.g. test_soundscapes_labels.csv): print "
+        "the submission's macro ROC-AUC against it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_infer)
+
+
+def _score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--submission", required=True, help="submission CSV (row_id + label columns)")
+    p.add_argument("--labels", required=True, help="ground truth CSV of the same shape")
+    p.add_argument(
+        "--per-class", type=int, default=10, help="print the N worst classes (default 10; 0 = none)"
+    )
+    p.set_defaults(func=_score)
 
 
 def _pseudo_label_options(p: argparse.ArgumentParser) -> None:
@@ -499,6 +546,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         _pseudo_label_options,
     ),
     "report": ("error-analysis report (PNGs + one HTML page) of a run", _report_options),
+    "score": ("macro ROC-AUC of a submission CSV against labelled windows", _score_options),
 }
 
 

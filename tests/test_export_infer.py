@@ -255,6 +255,34 @@ def test_openvino_runtime_matches_onnxruntime_and_is_parity_checked(
         Ensemble.load(exported.out_dir, runtime="tensorrt")
 
 
+def test_infer_labels_and_score_command_print_the_submission_auc(
+    exported, trained, tmp_path, capsys, caplog
+):
+    cfg, _ = trained
+    root = cfg.data.root
+    labels = f"{root}/test_soundscapes_labels.csv"
+    out = tmp_path / "sub.csv"
+    rc = main(["infer", "--model", str(exported.out_dir), "--audio", f"{root}/test_soundscapes",
+               "--out", str(out), "--labels", labels, "--no-progress"])  # fmt: skip
+    assert rc == 0
+    want = score_submission(pd.read_csv(labels), pd.read_csv(out))
+    assert f"macro ROC-AUC {want:.4f} over " in capsys.readouterr().out
+    rc = main(["score", "--submission", str(out), "--labels", labels, "--per-class", "2"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    truth = pd.read_csv(labels)
+    per = per_class_auc(truth.drop(columns="row_id").to_numpy(),
+                        pd.read_csv(out).set_index("row_id").loc[truth["row_id"],
+                        truth.columns[1:]].to_numpy())  # fmt: skip
+    n = int(np.isfinite(per).sum())
+    assert f"macro ROC-AUC {want:.4f} over {n} of {len(per)} classes" in printed
+    worst = truth.columns[1:][np.nanargmin(per)]
+    assert printed.splitlines()[2].split()[0] == worst  # header, then the worst class first
+    with caplog.at_level(logging.ERROR, logger="birdsweep"):
+        assert main(["score", "--submission", str(tmp_path / "nope.csv"), "--labels", labels]) == 2
+    assert "--submission" in caplog.text and "nope.csv: no such file" in caplog.text
+
+
 # ----------------------------------------------------------------------- fast, no training
 
 

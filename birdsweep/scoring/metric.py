@@ -49,6 +49,26 @@ def score_submission(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
     Both have ``row_id`` plus one column per label; rows are matched by ``row_id`` and
     columns by name (the solution's columns decide which labels count).
     """
+    y, scores, _ = _aligned(solution, submission)
+    return macro_auc(y, scores)
+
+
+def submission_per_class(solution: pd.DataFrame, submission: pd.DataFrame) -> pd.DataFrame:
+    """Per-class view of :func:`score_submission`: ``label``, ``positives`` (windows) and
+    ``auc`` (NaN where a class has no positive or no negative window), worst AUC first."""
+    y, scores, labels = _aligned(solution, submission)
+    table = pd.DataFrame(
+        {"label": labels, "positives": (y >= 0.5).sum(0), "auc": per_class_auc(y, scores)}
+    )
+    return table.sort_values("auc", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _aligned(
+    solution: pd.DataFrame, submission: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(labels [N, C], scores [N, C], label names)`` with rows by ``row_id``, columns by name."""
+    if "row_id" not in solution.columns or "row_id" not in submission.columns:
+        raise ValueError("the solution and the submission both need a row_id column")
     labels: Sequence[str] = [c for c in solution.columns if c != "row_id"]
     missing = [c for c in labels if c not in submission.columns]
     if missing:
@@ -58,7 +78,7 @@ def score_submission(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
     if absent:
         raise ValueError(f"submission lacks {len(absent)} row_id(s), e.g. {sorted(absent)[:3]}")
     sub = sub.loc[solution["row_id"], labels]
-    return macro_auc(solution[labels].to_numpy(), sub.to_numpy())
+    return solution[labels].to_numpy(), sub.to_numpy(dtype=np.float64), list(labels)
 
 
 def _rank_macro_auc(pos: np.ndarray, score: np.ndarray) -> float:

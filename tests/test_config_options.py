@@ -193,3 +193,20 @@ def test_ema_decay_evaluates_timms_average_of_the_trajectory(tmp_path, monkeypat
     averaged.load_state_dict(evaluated)
     val = TensorDataset(*_tiny_batch()[:2])
     np.testing.assert_allclose(fit.val_probs, predict(averaged, val), rtol=1e-5, atol=1e-6)
+
+
+def test_debug_fast_trains_one_fold_once_without_mlflow(tmp_path, demo_cache):
+    from birdsweep.train.kfold import run_kfold
+    from tests.conftest import TINY_DATA
+
+    cfg = compose_config(
+        ["debug=fast", *TINY_DATA, *TINY_MODEL, "trainer.batch_size=8", "trainer.progress=false"],
+        root=tmp_path,
+    )
+    assert cfg.task_name == "debug" and cfg.trainer.epochs == 1 and list(cfg.data.folds) == [0]
+    assert cfg.logger.enabled is False
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(demo_cache)
+    summary = run_kfold(cfg)
+    assert [r.fold for r in summary.folds] == [0] and summary.run_id is None
+    assert not list(tmp_path.rglob("mlflow.db"))

@@ -49,7 +49,7 @@ def smoothed_scores(pred: np.lib.npyio.NpzFile, power: float, smooth: tuple[floa
     ctx = FileMaxContext(power, smooth)
     folds = pred["soundscape_fold_probs"][:, order]
     scores = np.mean([ctx(f, rec[order]) for f in folds], axis=0)
-    return pred["soundscape_targets"][order], scores, rec[order], order
+    return pred["soundscape_targets"][order], scores, rec[order]
 
 
 def main() -> int:
@@ -72,13 +72,13 @@ def main() -> int:
             cfg = yaml.safe_load(config) if isinstance(config, str) else config
             power = float((cfg.get("postprocess") or {}).get("power", 0.0))
             pred = np.load(path)
-            y, base, rec, order = smoothed_scores(pred, power, ())
+            y, base, rec = smoothed_scores(pred, power, ())
             logged = macro_auc(pred["soundscape_targets"], pred["soundscape_scores"])
             if abs(macro_auc(y, base) - logged) > 1e-9:
                 raise SystemExit(f"{path}: rescored {macro_auc(y, base)} != logged {logged}")
             cells = [run_name(cfg), f"{logged:.4f}"]
             for name, w in KERNELS.items():
-                _, s, _, _ = smoothed_scores(pred, power, w)
+                _, s, _ = smoothed_scores(pred, power, w)
                 gap, lo, hi = paired_bootstrap_gap(y, s, base, rec, n_resamples=args.resamples)
                 gaps[name].append(gap)
                 cells += [f"{macro_auc(y, s):.4f}", f"{gap:+.3f} [{lo:+.3f}, {hi:+.3f}]"]
